@@ -47,7 +47,9 @@ export function suggest(word: string, candidates: readonly string[]): string | u
       best = c;
     }
   }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+  if (best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3))) return best;
+  // An abbreviation ("proc" for "process") is far in edit distance but obvious to a person.
+  return word.length >= 3 ? candidates.find((c) => c.startsWith(word)) : undefined;
 }
 
 function levenshtein(a: string, b: string): number {

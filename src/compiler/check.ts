@@ -32,7 +32,9 @@ export function checkMatch(hook: Hook, source: string): CheckedMatch {
 function celError(e: unknown): CelProblem {
   const err = e as { message?: string; node?: { pos?: number } } | undefined;
   const first = String(err?.message ?? e).split("\n")[0]!;
-  return { offset: err?.node?.pos ?? 0, message: `CEL: ${first}` };
+  const unknown = /^Unknown variable: (\w+)/.exec(first)?.[1];
+  const guess = unknown && suggest(unknown, VARIABLES);
+  return { offset: err?.node?.pos ?? 0, message: `CEL: ${first}`, ...(guess && { hint: `did you mean \`${guess}\`?` }) };
 }
 
 const KNOWN_PATHS = new Set(FIELDS.flatMap((f) => f.path.split(".").map((_, i, parts) => parts.slice(0, i + 1).join("."))));

@@ -90,7 +90,7 @@ export class Lowering {
       return this.residual(node, "process.args is read in user space only; the kernel decision does not see arguments");
     }
     if (paths.length > 1 || !KERNEL_FIELDS.has(paths[0]!)) {
-      return this.residual(node, "it combines several fields; the kernel compares one field with constants");
+      return this.residual(node, `\`${serialize(node)}\` combines several fields; the kernel compares one field with constants`);
     }
     return this.fieldTest(node, paths[0]!) ?? this.residual(node, unsupportedReason(node));
   }
