@@ -94,6 +94,13 @@ export function compile(input: readonly Policy[], options: { limits?: Partial<Pl
   return { plan: { apiVersion, kind, digest, ...rest }, diagnostics: [] };
 }
 
+/** Only the problems of each rule's own `match` (CEL, kernel decidability), for rules that won't be compiled into a plan. */
+export function checkRules(policies: readonly Policy[]): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  for (const policy of policies) for (const rule of policy.rules) compileRule(policy, rule, DEFAULT_LIMITS, diagnostics);
+  return diagnostics;
+}
+
 function compileRule(policy: Policy, rule: Rule, limits: PlanLimits, diagnostics: Diagnostic[]): Conjunction[] {
   const at = (offset: number, code: string, message: string, hint?: string): Diagnostic => ({
     ...rule.locateMatch(offset), code, message, path: `${rule.path}.match`, ...(hint && { hint }),
