@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { sortDiagnostics, type Diagnostic } from "../diagnostics.ts";
 import type { Policy } from "../policy/model.ts";
 import { validateSource } from "../validate/index.ts";
-import { checkRules } from "../compiler/index.ts";
+import { checkRules, compile } from "../compiler/index.ts";
+import type { KernelPlan } from "../plan/types.ts";
 
 export interface LoadedPolicies {
   files: string[];
@@ -48,4 +49,17 @@ export function loadPolicies(paths: readonly string[]): LoadedPolicies {
     diagnostics.push(...sortDiagnostics([...result.diagnostics, ...checkRules(result.salvaged)]));
   }
   return { files, policies, diagnostics };
+}
+
+/**
+ * Loads, validates and compiles. With any problem there is no plan, and the problems are all
+ * of them: schema errors do not hide the CEL errors of the other documents and files.
+ */
+export function loadAndCompile(paths: readonly string[]): LoadedPolicies & { plan?: KernelPlan } {
+  const loaded = loadPolicies(paths);
+  if (loaded.diagnostics.length) {
+    return { ...loaded, diagnostics: sortDiagnostics([...loaded.diagnostics, ...checkRules(loaded.policies)]) };
+  }
+  const { plan, diagnostics } = compile(loaded.policies);
+  return { ...loaded, diagnostics, ...(plan && { plan }) };
 }

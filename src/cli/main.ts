@@ -1,0 +1,48 @@
+// The `palisade` command line.
+
+import { Command, Option } from "commander";
+import { runCommand } from "./commands.ts";
+
+const program = new Command("palisade")
+  .description("Declarative runtime security: CEL policies compiled to BPF maps, enforced in the kernel")
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+program
+  .command("validate")
+  .description("check policy files (schema, CEL types, kernel limits); exit 1 listing every error")
+  .argument("<files...>", "policy files or directories")
+  .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
+  .action((files: string[], opts: { output: "text" | "json" }) => runCommand("validate", { files, ...opts }));
+
+program
+  .command("compile")
+  .description("print the kernel plan: which map, which entries, which rule bits")
+  .argument("<files...>", "policy files or directories")
+  .addOption(new Option("-o, --output <format>", "output format").choices(["json", "yaml"]).default("json"))
+  .action((files: string[], opts: { output: "json" | "yaml" }) => runCommand("compile", { files, ...opts }));
+
+program
+  .command("test")
+  .description("run PolicyTest files (*.test.yaml): policies against recorded events with expected verdicts")
+  .argument("[paths...]", "test files or directories searched for *.test.yaml", ["policies"])
+  .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
+  .action((paths: string[], opts: { output: "text" | "json" }) => runCommand("test", { paths, ...opts }));
+
+program
+  .command("import")
+  .description("translate policies of other tools into Palisade policies")
+  .command("tetragon")
+  .description("translate a cilium.io/v1alpha1 TracingPolicy, refusing feature by feature what has no equivalent")
+  .argument("<file>", "Tetragon policy YAML")
+  .option("-o, --output <file>", "write the translated policies here instead of stdout")
+  .action((file: string, opts: { output?: string }) => runCommand("import-tetragon", { file, ...opts }));
+
+program
+  .command("run")
+  .description("the agent: load, enforce and watch policies")
+  .option("--policies <path>", "policy file or directory (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option("--events-file <path>", "write events as JSON lines here (default stdout)")
+  .action((opts: { policies: string[]; eventsFile?: string }) => runCommand("run", { ...opts, policies: opts.policies.length ? opts.policies : ["policies"] }));
+
+await program.parseAsync();
