@@ -35,7 +35,7 @@ export interface PolicyTestResult {
 
 const ACTIONS = ["allowed", "denied", "killed", "audited", "monitor"];
 
-/** Runs one PolicyTest file; files it names are testFile as joined onto the test file's path as given. */
+/** Runs one PolicyTest file; files it names are shown joined onto the test file's path as given. */
 export function runPolicyTest(testFile: string): PolicyTestResult {
   const fail = (message: string, line = 1): PolicyTestResult => ({
     file: testFile, name: testFile, errors: [{ file: testFile, line, column: 1, code: "PolicyTest", message }], events: [], pass: false,
