@@ -10,7 +10,7 @@ import { parseIp } from "../policy/ip.ts";
 import { selectorMatches } from "../policy/selector.ts";
 import { dimensionByName } from "./dimensions.ts";
 import { addrKey, intKey, prefixId, prefixKey, stringBytes, suffixKey } from "./keys.ts";
-import type { ClassPlan, DimensionPlan, HookPlan, KernelPlan, LpmEntry, PlanScope, Slot } from "./types.ts";
+import type { ClassPlan, DimensionPlan, KernelPlan, LpmEntry, PlanScope, Slot } from "./types.ts";
 
 export interface Decision {
   /** Rank of the winning slot in its hook. */
@@ -36,7 +36,7 @@ export function evaluate(plan: KernelPlan, event: RuntimeEvent): Evaluation {
   hook.slots.forEach((s, rank) => s.dimensions.length === 0 && candidates.add(rank));
   let mask = new Set(hook.bitRanks.keys());
   for (const dim of hook.dimensions) {
-    const cls = classOf(plan, hook, dim, event);
+    const cls = classOf(plan, dim, event);
     for (const r of cls.singles) candidates.add(r);
     const allowed = new Set([...cls.bits, ...dim.wildcardBits]);
     mask = new Set([...mask].filter((b) => allowed.has(b)));
@@ -53,12 +53,12 @@ export function evaluate(plan: KernelPlan, event: RuntimeEvent): Evaluation {
   return { kernelRank, decision: null };
 }
 
-function classOf(plan: KernelPlan, hook: HookPlan, dim: DimensionPlan, event: RuntimeEvent): ClassPlan {
+function classOf(plan: KernelPlan, dim: DimensionPlan, event: RuntimeEvent): ClassPlan {
   const byId = (id: number) => dim.classes.find((c) => c.id === id)!;
   if (dim.name === "workload") return workloadClass(plan, dim, event);
   const key = lookupKey(dim, event);
   if (!key) return byId(dim.unknownClass);
-  const id = longestPrefixMatch(lpmIndex(hook, dim), key);
+  const id = longestPrefixMatch(lpmIndex(dim), key);
   return byId(id ?? dim.defaultClass);
 }
 
@@ -104,7 +104,7 @@ function lookupKey(dim: DimensionPlan, event: RuntimeEvent): Uint8Array | undefi
 type LpmIndex = { lengths: number[]; byLength: Map<number, Map<string, number>> };
 const indexes = new WeakMap<DimensionPlan, LpmIndex>();
 
-function lpmIndex(_hook: HookPlan, dim: DimensionPlan): LpmIndex {
+function lpmIndex(dim: DimensionPlan): LpmIndex {
   let index = indexes.get(dim);
   if (index) return index;
   const byLength = new Map<number, Map<string, number>>();

@@ -69,9 +69,9 @@ export function parseCidr(text: string): Cidr | string {
   const lengthText = slash < 0 ? String(max) : text.slice(slash + 1);
   const prefixLength = /^\d{1,3}$/.test(lengthText) ? Number(lengthText) : NaN;
   if (!(prefixLength <= max)) return `"${text}": prefix length must be 0 to ${max}`;
-  const network = maskTo(ip.bytes, prefixLength);
-  const canonical = `${formatIp({ family: ip.family, bytes: network })}/${prefixLength}`;
-  if (!network.every((b, i) => b === ip.bytes[i])) {
+  const network = networkOf(ip, prefixLength);
+  const canonical = `${formatIp(network)}/${prefixLength}`;
+  if (!network.bytes.every((b, i) => b === ip.bytes[i])) {
     return `"${text}" has host bits set; did you mean "${canonical}"?`;
   }
   return { ...ip, prefixLength };
@@ -79,13 +79,14 @@ export function parseCidr(text: string): Cidr | string {
 
 export function cidrContains(cidr: Cidr, ip: IpAddress): boolean {
   if (cidr.family !== ip.family) return false;
-  const masked = maskTo(ip.bytes, cidr.prefixLength);
-  return masked.every((b, i) => b === cidr.bytes[i]);
+  return networkOf(ip, cidr.prefixLength).bytes.every((b, i) => b === cidr.bytes[i]);
 }
 
-function maskTo(bytes: Uint8Array, prefixLength: number): Uint8Array {
-  return bytes.map((b, i) => {
+/** The address with all bits past the prefix cleared. */
+export function networkOf(ip: IpAddress, prefixLength: number): IpAddress {
+  const bytes = ip.bytes.map((b, i) => {
     const bits = Math.min(8, Math.max(0, prefixLength - 8 * i));
     return b & ((0xff << (8 - bits)) & 0xff);
   });
+  return { family: ip.family, bytes };
 }

@@ -6,6 +6,7 @@ import { LineCounter, parseAllDocuments, visit, type Document } from "yaml";
 import { sortDiagnostics, suggest, type Diagnostic, type SourcePosition } from "../diagnostics.ts";
 import { ACTIONS, HOOKS, MODES, SEVERITIES, type Action, type Hook, type Mode, type Policy, type PolicyKind, type Rule, type Severity, type WorkloadSelector } from "../policy/model.ts";
 import { documentView, type DocumentView, type PathSegments } from "./document-view.ts";
+import { positionFinder } from "./positions.ts";
 import { decodeScalar, type DecodedScalar } from "./scalar-offsets.ts";
 import { didYouMean, schemaDiagnostics, typeName } from "./schema-errors.ts";
 import { policySchemas, type PolicyKindSchema } from "./schema.ts";
@@ -210,15 +211,6 @@ function matchLocator(view: DocumentView, path: PathSegments, source: Source): R
   };
 }
 
-/** Source offsets to 1-based lines and columns; columns count characters (code points), not UTF-16 units. */
-function positionFinder(file: string, text: string, lineCounter: LineCounter): (offset: number) => SourcePosition {
-  return (offset) => {
-    const { line } = lineCounter.linePos(offset);
-    let column = 1;
-    for (const _ of text.slice(lineCounter.lineStarts[line - 1], offset)) column++;
-    return { file, line, column };
-  };
-}
 
 function unique<T>(values: T[]): T[] {
   return [...new Set(values)];

@@ -88,3 +88,17 @@ describe("palisade run", () => {
     expect(result.stderr).toContain("kernel enforcement is not part of this build yet");
   });
 });
+
+describe("palisade import tetragon", () => {
+  it("writes policies that validate, and names each feature it could not translate", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "palisade-import-")), "imported.yaml");
+    const result = palisade(["import", "tetragon", "test/fixtures/tetragon/file-open.yaml", "-o", out]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe(
+      'test/fixtures/tetragon/file-open.yaml:23:5: not imported (spec.kprobes[1].call): syscall "sys_write" sees its arguments as the process passed them, ' +
+        "before the kernel resolves them; Palisade matches what the kernel resolved; Palisade translates kprobes security_file_open, security_bprm_check and tcp_connect, " +
+        "and lsmhooks file_open and bprm_check_security\nimported 1 policy; 1 feature not imported\n",
+    );
+    expect(palisade(["validate", out]).stdout).toBe("valid: 1 policy, 2 rules in 1 file\n");
+  });
+});
