@@ -1,0 +1,121 @@
+// The directory source as the agent uses it: watches policy paths and produces a new plan
+// whenever they change. Each file is all-or-nothing: a file that does not validate keeps
+// its last good version in force (none, if it never had one) and is reported with its
+// positions; the other files still update. A change that only fails when compiled with
+// the rest (two files defining one policy, a kernel limit) is refused whole, and the
+// previous plan stays.
+
+import { existsSync, readFileSync, statSync, watch, type FSWatcher } from "node:fs";
+import { dirname } from "node:path";
+import { sortDiagnostics, type Diagnostic } from "../diagnostics.ts";
+import type { Policy } from "../policy/model.ts";
+import type { KernelPlan } from "../plan/types.ts";
+import { checkRules, compile } from "../compiler/index.ts";
+import { validateSource } from "../validate/index.ts";
+import { expandPaths } from "./files.ts";
+
+export interface PolicyUpdate {
+  /** The plan now wanted: the last good version of every file. */
+  plan: KernelPlan;
+  policies: Policy[];
+  /** Files read in this round whose content changed, appeared or disappeared. */
+  changed: string[];
+}
+
+export interface Rejection {
+  /** Files whose current content is not in force. */
+  files: string[];
+  diagnostics: Diagnostic[];
+}
+
+interface FileState {
+  text: string;
+  /** Policies of the last good version of the file. */
+  good: Policy[];
+}
+
+export class PolicySource {
+  private readonly paths: readonly string[];
+  private readonly files = new Map<string, FileState>();
+  private plan: KernelPlan | undefined;
+  private watchers: FSWatcher[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(paths: readonly string[]) {
+    this.paths = paths;
+  }
+
+  get current(): KernelPlan | undefined {
+    return this.plan;
+  }
+
+  /** Reads the paths again; returns the new plan if it changed, and what was refused. */
+  reload(): { update?: PolicyUpdate; rejection?: Rejection } {
+    const present = new Set(this.paths.flatMap((p) => (existsSync(p) ? expandPaths([p]) : [])));
+    const next = new Map(this.files);
+    const changed: string[] = [];
+    const rejected: Diagnostic[] = [];
+    const rejectedFiles: string[] = [];
+    for (const file of this.files.keys()) {
+      if (!present.has(file)) {
+        next.delete(file);
+        changed.push(file);
+      }
+    }
+    for (const file of present) {
+      let text: string;
+      try {
+        text = readFileSync(file, "utf8");
+      } catch {
+        continue; // removed between listing and reading: the next round sees it gone
+      }
+      const before = this.files.get(file);
+      if (before?.text === text) continue;
+      changed.push(file);
+      const result = validateSource(file, text);
+      const problems = [...result.diagnostics, ...checkRules(result.salvaged), ...checkRules(result.policies)];
+      if (problems.length) {
+        rejected.push(...problems);
+        rejectedFiles.push(file);
+        next.set(file, { text, good: before?.good ?? [] });
+      } else {
+        next.set(file, { text, good: result.policies });
+      }
+    }
+    const rejection = (extra: Diagnostic[] = [], files = rejectedFiles): Rejection | undefined =>
+      rejected.length + extra.length ? { files, diagnostics: sortDiagnostics([...rejected, ...extra]) } : undefined;
+    if (!changed.length) return {};
+
+    const policies = [...next.keys()].sort().flatMap((f) => next.get(f)!.good);
+    const { plan, diagnostics } = compile(policies);
+    if (!plan) {
+      // Only the combination fails: keep every file as it was, so the next change retries.
+      const r = rejection(diagnostics, changed);
+      return r ? { rejection: r } : {};
+    }
+    for (const [file, state] of next) this.files.set(file, state);
+    for (const file of this.files.keys()) if (!next.has(file)) this.files.delete(file);
+    const r = rejection();
+    if (plan.digest === this.plan?.digest) return r ? { rejection: r } : {};
+    this.plan = plan;
+    return { update: { plan, policies, changed }, ...(r && { rejection: r }) };
+  }
+
+  /** Watches the paths (directories recursively; a file through its directory, as editors replace files). */
+  watch(onChange: () => void, debounceMs = 25): void {
+    const fire = () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(onChange, debounceMs);
+    };
+    for (const p of this.paths) {
+      const isDir = statSync(p).isDirectory();
+      this.watchers.push(watch(isDir ? p : dirname(p), { recursive: isDir }, fire));
+    }
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+  }
+}
