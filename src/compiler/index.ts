@@ -24,6 +24,15 @@ export const DEFAULT_LIMITS: PlanLimits = {
   maxEntriesPerDimension: 262144,
 };
 
+/** What each hook can do on the kernel the plan is for (from the enforcer's probe). */
+export type Capabilities = Partial<Record<Hook, readonly ("deny" | "kill")[]>>;
+
+export interface CompileOptions {
+  limits?: Partial<PlanLimits>;
+  /** Absent: every hook can deny and kill (checking policies without a kernel). */
+  capabilities?: Capabilities;
+}
+
 export interface CompileResult {
   /** Present only when there are no diagnostics: a plan is never half made. */
   plan?: KernelPlan;
@@ -40,7 +49,7 @@ interface PendingSlot extends PrecedenceKey {
   userspaceCheck?: string;
 }
 
-export function compile(input: readonly Policy[], options: { limits?: Partial<PlanLimits> } = {}): CompileResult {
+export function compile(input: readonly Policy[], options: CompileOptions = {}): CompileResult {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const diagnostics: Diagnostic[] = [];
   const policies = [...input].sort((a, b) => cmp(policyId(a), policyId(b)) || cmp(a.kind, b.kind));
@@ -54,9 +63,10 @@ export function compile(input: readonly Policy[], options: { limits?: Partial<Pl
   const pending: PendingSlot[] = [];
   policies.forEach((policy, policyIndex) => {
     for (const rule of policy.rules) {
-      const conjunctions = compileRule(policy, rule, limits, diagnostics);
+      const action = effectiveAction(policy, rule, options.capabilities, diagnostics);
+      const conjunctions = action ? compileRule(policy, rule, limits, diagnostics) : [];
       conjunctions.forEach((conjunction, alternative) => {
-        const verdict = verdictOf(policy.mode, rule.action);
+        const verdict = verdictOf(policy.mode, action!);
         const k8sTests = conjunction.dims.get("workload");
         const scope = scopeOf(policy, policyIndex, k8sTests && predToCel(k8sTests));
         pending.push({
@@ -92,6 +102,24 @@ export function compile(input: readonly Policy[], options: { limits?: Partial<Pl
   const digest = createHash("sha256").update(JSON.stringify(body)).digest("hex");
   const { apiVersion, kind, ...rest } = body;
   return { plan: { apiVersion, kind, digest, ...rest }, diagnostics: [] };
+}
+
+/**
+ * The action a rule gets on this kernel: as written where the hook can do it; kill for a
+ * deny only when the rule accepts it (`fallback: kill`); otherwise refused with the reason.
+ */
+function effectiveAction(policy: Policy, rule: Rule, capabilities: Capabilities | undefined, diagnostics: Diagnostic[]): Rule["action"] | undefined {
+  const can = capabilities?.[rule.hook];
+  if (!can || rule.action === "audit" || policy.mode === "monitor" || can.includes(rule.action)) return rule.action;
+  if (rule.action === "deny" && rule.fallback === "kill" && can.includes("kill")) return "kill";
+  const able = can.length ? `it can only ${can.join(" and ")}` : "it can only audit";
+  const remedy = rule.action === "deny" && can.includes("kill") ? "add `fallback: kill` to the rule to accept killing the process instead, or " : "";
+  diagnostics.push({
+    ...rule.position, code: "ActionUnsupported", path: `${rule.path}.action`,
+    message: `hook ${rule.hook} cannot ${rule.action} on this kernel (${able})`,
+    hint: `${remedy}run the policy in monitor mode here; \`palisade probe\` shows what each hook can do`,
+  });
+  return undefined;
 }
 
 /** Only the problems of each rule's own `match` (CEL, kernel decidability), for rules that won't be compiled into a plan. */

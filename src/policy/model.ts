@@ -44,6 +44,8 @@ export interface Rule {
   action: Action;
   severity: Severity;
   message?: string;
+  /** Accept a kill where the kernel cannot deny. */
+  fallback?: "kill";
   /** Position of the rule's YAML node, for errors about the rule as a whole. */
   position: SourcePosition;
   /** YAML path of the rule, e.g. "spec.rules[2]". */

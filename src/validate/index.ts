@@ -35,7 +35,7 @@ interface ValidPolicyObject {
   spec: {
     mode: Mode;
     selector?: WorkloadSelector;
-    rules: { name: string; hook: Hook; match: string; action: Action; severity: Severity; message?: string }[];
+    rules: { name: string; hook: Hook; match: string; action: Action; severity: Severity; message?: string; fallback?: "kill" }[];
   };
 }
 

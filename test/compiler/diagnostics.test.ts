@@ -112,3 +112,32 @@ describe("limits", () => {
     expect(compile([a, b]).diagnostics.map((d) => `${d.file}: ${d.message}`)).toEqual(['b.yaml: TracingPolicy "p" is also defined at a.yaml:1:1']);
   });
 });
+
+describe("what this kernel can do", () => {
+  const rule = (action: Action) => makePolicy({ name: "p", rules: [{ name: "r", hook: "file.open", match: 'file.path == "/etc/shadow"', action }] });
+  const killOnly = { "file.open": ["kill"] } as const;
+
+  it("refuses a deny where the hook can only kill, saying how to accept a kill", () => {
+    const { plan, diagnostics } = compile([rule("deny")], { capabilities: killOnly });
+    expect(plan).toBeUndefined();
+    expect(diagnostics.map((d) => [d.code, d.path, d.message, d.hint])).toEqual([[
+      "ActionUnsupported", "spec.rules[0].action", "hook file.open cannot deny on this kernel (it can only kill)",
+      "add `fallback: kill` to the rule to accept killing the process instead, or run the policy in monitor mode here; `palisade probe` shows what each hook can do",
+    ]]);
+  });
+
+  it("kills instead only when the rule says it accepts that, and the plan says what really happens", () => {
+    const policy = rule("deny");
+    policy.rules[0]!.fallback = "kill";
+    const slot = compile([policy], { capabilities: killOnly }).plan!.hooks[1]!.slots[0]!;
+    expect([slot.action, slot.verdict]).toEqual(["deny", "killed"]);
+  });
+
+  it("leaves monitor mode and audits alone, and every action when the kernel is not known", () => {
+    const monitor = rule("deny");
+    monitor.mode = "monitor";
+    expect(compile([monitor], { capabilities: killOnly }).diagnostics).toEqual([]);
+    expect(compile([rule("audit")], { capabilities: killOnly }).diagnostics).toEqual([]);
+    expect(compile([rule("deny")]).plan!.hooks[1]!.slots[0]!.verdict).toBe("denied");
+  });
+});
