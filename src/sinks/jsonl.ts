@@ -1,0 +1,47 @@
+// Events as JSON lines, one object per line in the brief's field order, to a file or stdout.
+// Writes are queued on the stream and never wait: the kernel's ring buffer must keep
+// draining. If the destination stops draining, lines beyond `maxPendingBytes` are dropped and
+// counted (never silently); the count is in `dropped`.
+
+import { createWriteStream, type WriteStream } from "node:fs";
+import type { Writable } from "node:stream";
+import type { RuntimeEvent } from "../events/event.ts";
+
+export class JsonLinesSink {
+  private readonly out: Writable;
+  private readonly ownsStream: boolean;
+  private readonly maxPendingBytes: number;
+  dropped = 0;
+  written = 0;
+
+  /** `path` "-" or undefined writes to stdout. */
+  constructor(path?: string, options: { maxPendingBytes?: number } = {}) {
+    this.ownsStream = path !== undefined && path !== "-";
+    this.out = this.ownsStream ? createWriteStream(path!, { flags: "a" }) : process.stdout;
+    this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
+  }
+
+  write(event: RuntimeEvent): void {
+    if (this.out.writableLength > this.maxPendingBytes) {
+      this.dropped++;
+      return;
+    }
+    this.out.write(JSON.stringify(ordered(event)) + "\n");
+    this.written++;
+  }
+
+  async close(): Promise<void> {
+    if (!this.ownsStream) return;
+    await new Promise<void>((resolve, reject) => (this.out as WriteStream).end((e?: Error | null) => (e ? reject(e) : resolve())));
+  }
+}
+
+const ORDER = ["time", "node", "hook", "action", "policy", "rule", "severity", "process", "parent", "k8s", "file", "net"] as const;
+
+/** The brief's field order, so lines read the same way every time; unknown extras follow. */
+function ordered(event: RuntimeEvent): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of ORDER) if (event[key] !== undefined) out[key] = event[key];
+  for (const [key, value] of Object.entries(event)) if (!(key in out) && value !== undefined) out[key] = value;
+  return out;
+}
