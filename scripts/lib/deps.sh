@@ -4,4 +4,9 @@
 
 PALISADE_DEBIAN_PACKAGES=(
   ca-certificates # TLS trust roots for system tools fetching over https (git, apt sources)
+  qemu-system-x86 # test/e2e/vm: boots Debian's kernel (BPF LSM on or off) for kernel tests
+  busybox-static  # test/e2e/vm: the VM's initramfs (a static busybox runs with no libraries)
+  cpio            # test/e2e/vm: packs that initramfs
+  xz-utils        # test/e2e/vm: unpacks the xz-compressed kernel once, so it boots faster
+  bpftool         # test/e2e/vm: `bpftool feature probe` checks what the VM's kernel offers
 )
