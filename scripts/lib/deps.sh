@@ -9,4 +9,12 @@ PALISADE_DEBIAN_PACKAGES=(
   cpio            # test/e2e/vm: packs that initramfs
   xz-utils        # test/e2e/vm: unpacks the xz-compressed kernel once, so it boots faster
   bpftool         # test/e2e/vm: `bpftool feature probe` checks what the VM's kernel offers
+  openssl         # test/e2e/kube: the throw-away CA, serving and client certificates of the test cluster
+  util-linux      # test/e2e/kube: setpriv --pdeathsig, so etcd and kube-apiserver die with the test process
+  clang-19        # scripts/build-enforcer: compiles bpf/lsm/*.bpf.c (-target bpf, CO-RE); bpftool (above) makes vmlinux.h
+  llvm-19         # scripts/build-enforcer: LLVM's BPF tools for clang-19 (llvm-objdump/llvm-strip, to inspect objects)
+  libbpf-dev      # scripts/build-enforcer: libbpf headers (BPF C and the native addon) and -lbpf
+  libelf-dev      # scripts/build-enforcer: libbpf links against libelf (-lelf)
+  zlib1g-dev      # scripts/build-enforcer: libbpf links against zlib (-lz)
+  g++             # scripts/build-enforcer: compiles the native addon (src/enforcer/native/*.cc)
 )
