@@ -7,6 +7,8 @@ import { formatDiagnostic, type Diagnostic } from "../diagnostics.ts";
 import { expandPaths, loadAndCompile, POLICY_TEST_SUFFIX } from "../source/files.ts";
 import { formatExpectation, runPolicyTest } from "../policytest/index.ts";
 import { importTetragon } from "../importer/tetragon.ts";
+import { startAgent } from "../agent/index.ts";
+import { probe } from "../enforcer/index.ts";
 
 type Args = Record<string, any>;
 
@@ -81,16 +83,24 @@ const commands: Record<string, (args: Args) => number> = {
     return result.policies > 0 ? 0 : 1;
   },
 
-  run({ policies }) {
-    const { plan, diagnostics, ...loaded } = loadAndCompile(policies);
-    if (!plan) {
-      reportDiagnostics(diagnostics, "text");
-      return 1;
-    }
-    const rules = plan.hooks.reduce((n, h) => n + new Set(h.slots.map((s) => `${s.policy}/${s.rule}`)).size, 0);
-    err(`palisade: compiled ${loaded.policies.length} policies (${rules} rules) from ${policies.join(", ")}; plan ${plan.digest.slice(0, 12)}`);
-    err("palisade: kernel enforcement is not part of this build yet (the enforcer lands with the BPF engine); stopping after validation");
+  run({ policies, eventsFile, keepAttached, pinDir }) {
+    startAgent({ policies, eventsFile, keepAttached, pinDir });
     return 0;
+  },
+
+  probe({ output }) {
+    const result = probe();
+    if (output === "json") out(JSON.stringify(result, null, 2));
+    else {
+      out(`kernel ${result.kernel}${result.lsms ? `; active LSMs: ${result.lsms.join(",")}` : ""}`);
+      if (result.problem) out(`cannot enforce: ${result.problem}`);
+      for (const h of result.hooks) {
+        const can = [h.actions.deny, h.actions.kill, h.actions.audit].filter(Boolean).join(", ") || "nothing";
+        out(`${h.hook.padEnd(13)} ${(h.selected ?? "none").padEnd(11)} can: ${can}`);
+        for (const note of h.notes) out(`${"".padEnd(14)}- ${note}`);
+      }
+    }
+    return result.problem ? 1 : 0;
   },
 };
 

@@ -40,9 +40,18 @@ program
 
 program
   .command("run")
-  .description("the agent: load, enforce and watch policies")
+  .description("the agent: enforce policies in the kernel, apply their changes, write events")
   .option("--policies <path>", "policy file or directory (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option("--events-file <path>", "write events as JSON lines here (default stdout)")
-  .action((opts: { policies: string[]; eventsFile?: string }) => runCommand("run", { ...opts, policies: opts.policies.length ? opts.policies : ["policies"] }));
+  .option("--keep-attached", "leave the rules in force at exit, for an agent that restarts (e.g. an upgrade)")
+  .option("--pin-dir <path>", "bpffs directory for pinned programs and maps", "/sys/fs/bpf/palisade")
+  .action((opts: { policies: string[]; eventsFile?: string; keepAttached?: boolean; pinDir: string }) =>
+    runCommand("run", { ...opts, policies: opts.policies.length ? opts.policies : ["policies"] }));
+
+program
+  .command("probe")
+  .description("what this kernel can enforce, per hook: the backend chosen by trying, and its actions")
+  .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
+  .action((opts: { output: "text" | "json" }) => runCommand("probe", opts));
 
 await program.parseAsync();

@@ -10,7 +10,7 @@ import { dirname } from "node:path";
 import { sortDiagnostics, type Diagnostic } from "../diagnostics.ts";
 import type { Policy } from "../policy/model.ts";
 import type { KernelPlan } from "../plan/types.ts";
-import { checkRules, compile } from "../compiler/index.ts";
+import { checkRules, compile, type CompileOptions } from "../compiler/index.ts";
 import { validateSource } from "../validate/index.ts";
 import { expandPaths } from "./files.ts";
 
@@ -36,21 +36,28 @@ interface FileState {
 
 export class PolicySource {
   private readonly paths: readonly string[];
+  private readonly options: CompileOptions;
   private readonly files = new Map<string, FileState>();
   private plan: KernelPlan | undefined;
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(paths: readonly string[]) {
+  /** `options` are the compiler's (the kernel's capabilities, for one). */
+  constructor(paths: readonly string[], options: CompileOptions = {}) {
     this.paths = paths;
+    this.options = options;
   }
 
   get current(): KernelPlan | undefined {
     return this.plan;
   }
 
-  /** Reads the paths again; returns the new plan if it changed, and what was refused. */
-  reload(): { update?: PolicyUpdate; rejection?: Rejection } {
+  /**
+   * Reads the paths again; returns the new plan if it changed, and what was refused.
+   * `accept` puts a new plan in force (the enforcer); if it throws, nothing changes here
+   * either, so the next reload tries again.
+   */
+  reload(accept: (plan: KernelPlan) => void = () => {}): { update?: PolicyUpdate; rejection?: Rejection } {
     const present = new Set(this.paths.flatMap((p) => (existsSync(p) ? expandPaths([p]) : [])));
     const next = new Map(this.files);
     const changed: string[] = [];
@@ -73,7 +80,9 @@ export class PolicySource {
       if (before?.text === text) continue;
       changed.push(file);
       const result = validateSource(file, text);
-      const problems = [...result.diagnostics, ...checkRules(result.salvaged), ...checkRules(result.policies)];
+      // The file compiled alone: its own CEL and what this kernel can do are its own problems.
+      const alone = result.diagnostics.length ? [] : compile(result.policies, this.options).diagnostics;
+      const problems = [...result.diagnostics, ...checkRules(result.salvaged), ...alone];
       if (problems.length) {
         rejected.push(...problems);
         rejectedFiles.push(file);
@@ -87,15 +96,16 @@ export class PolicySource {
     if (!changed.length) return {};
 
     const policies = [...next.keys()].sort().flatMap((f) => next.get(f)!.good);
-    const { plan, diagnostics } = compile(policies);
+    const { plan, diagnostics } = compile(policies, this.options);
     if (!plan) {
       // Only the combination fails: keep every file as it was, so the next change retries.
       const r = rejection(diagnostics, changed);
       return r ? { rejection: r } : {};
     }
+    const r = rejection();
+    if (plan.digest !== this.plan?.digest) accept(plan);
     for (const [file, state] of next) this.files.set(file, state);
     for (const file of this.files.keys()) if (!next.has(file)) this.files.delete(file);
-    const r = rejection();
     if (plan.digest === this.plan?.digest) return r ? { rejection: r } : {};
     this.plan = plan;
     return { update: { plan, policies, changed }, ...(r && { rejection: r }) };

@@ -80,15 +80,6 @@ describe("palisade test", () => {
   });
 });
 
-describe("palisade run", () => {
-  it("validates and compiles the bundled policies, and says enforcement is not in this build", () => {
-    const result = palisade(["run"]);
-    expect(result.code).toBe(0);
-    expect(result.stderr).toMatch(/compiled 3 policies \(3 rules\) from policies; plan [0-9a-f]{12}\n/);
-    expect(result.stderr).toContain("kernel enforcement is not part of this build yet");
-  });
-});
-
 describe("palisade import tetragon", () => {
   it("writes policies that validate, and names each feature it could not translate", () => {
     const out = join(mkdtempSync(join(tmpdir(), "palisade-import-")), "imported.yaml");
