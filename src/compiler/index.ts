@@ -129,7 +129,28 @@ export function checkRules(policies: readonly Policy[]): Diagnostic[] {
   return diagnostics;
 }
 
+/**
+ * Normal forms of rules that compiled cleanly, by everything they depend on. The agent
+ * recompiles on every change, and most rules did not change: a memo of a deterministic
+ * function keeps compile() pure. Bounded: cleared when full.
+ */
+const normalForms = new Map<string, Conjunction[]>();
+const MAX_MEMOIZED_RULES = 100_000;
+
 function compileRule(policy: Policy, rule: Rule, limits: PlanLimits, diagnostics: Diagnostic[]): Conjunction[] {
+  const key = `${rule.hook}\u0000${acts(verdictOf(policy.mode, rule.action))}\u0000${limits.maxAlternativesPerRule}\u0000${rule.match}`;
+  const memoized = normalForms.get(key);
+  if (memoized) return memoized;
+  const before = diagnostics.length;
+  const conjunctions = normaliseRule(policy, rule, limits, diagnostics);
+  if (diagnostics.length === before) {
+    if (normalForms.size >= MAX_MEMOIZED_RULES) normalForms.clear();
+    normalForms.set(key, conjunctions);
+  }
+  return conjunctions;
+}
+
+function normaliseRule(policy: Policy, rule: Rule, limits: PlanLimits, diagnostics: Diagnostic[]): Conjunction[] {
   const at = (offset: number, code: string, message: string, hint?: string): Diagnostic => ({
     ...rule.locateMatch(offset), code, message, path: `${rule.path}.match`, ...(hint && { hint }),
   });

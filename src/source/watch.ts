@@ -112,7 +112,7 @@ export class PolicySource {
   }
 
   /** Watches the paths (directories recursively; a file through its directory, as editors replace files). */
-  watch(onChange: () => void, debounceMs = 25): void {
+  watch(onChange: () => void, debounceMs = 5): void {
     const fire = () => {
       clearTimeout(this.timer);
       this.timer = setTimeout(onChange, debounceMs);
