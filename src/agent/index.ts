@@ -3,6 +3,7 @@
 // this kernel can do, puts the first plan in force before the programs attach (no moment
 // without rules), then applies each change hitlessly. Shuts down on SIGTERM/SIGINT.
 
+import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { formatDiagnostic } from "../diagnostics.ts";
 import { Enforcer, capabilitiesOf, probe, type EnforcerEvent } from "../enforcer/index.ts";
@@ -37,8 +38,9 @@ export function startAgent(options: AgentOptions): Agent {
     log(`${h.hook}: ${h.selected ? `${h.selected} backend (${can})` : "not enforceable here"}${h.notes.length ? `; ${h.notes.join("; ")}` : ""}`);
   }
 
+  for (const p of options.policies) if (!existsSync(p)) throw new Error(`no such file or directory: ${p}`);
   const source = new PolicySource(options.policies, { capabilities: capabilitiesOf(probed) });
-  const sink = new JsonLinesSink(options.eventsFile);
+  const sink = new JsonLinesSink(options.eventsFile, { onError: (e) => log(`events file: ${e.message}; events are dropped and counted`) });
   const reportRejection = (r: Rejection) => {
     for (const d of r.diagnostics) log(formatDiagnostic(d));
     log(`not applied: ${r.files.join(", ")} (what was in force stays in force)`);

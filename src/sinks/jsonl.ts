@@ -3,7 +3,7 @@
 // draining. If the destination stops draining, lines beyond `maxPendingBytes` are dropped and
 // counted (never silently); the count is in `dropped`.
 
-import { createWriteStream, type WriteStream } from "node:fs";
+import { createWriteStream, openSync, type WriteStream } from "node:fs";
 import type { Writable } from "node:stream";
 import type { RuntimeEvent } from "../events/event.ts";
 
@@ -11,18 +11,25 @@ export class JsonLinesSink {
   private readonly out: Writable;
   private readonly ownsStream: boolean;
   private readonly maxPendingBytes: number;
+  private failed = false;
   dropped = 0;
   written = 0;
 
-  /** `path` "-" or undefined writes to stdout. */
-  constructor(path?: string, options: { maxPendingBytes?: number } = {}) {
+  /** `path` "-" or undefined writes to stdout. Opening happens now, so a bad path throws here. */
+  constructor(path?: string, options: { maxPendingBytes?: number; onError?: (e: Error) => void } = {}) {
     this.ownsStream = path !== undefined && path !== "-";
-    this.out = this.ownsStream ? createWriteStream(path!, { flags: "a" }) : process.stdout;
+    this.out = this.ownsStream ? createWriteStream("", { fd: openSync(path!, "a") }) : process.stdout;
+    // A write error later (disk full) must not take the agent down: lines are dropped and counted.
+    this.out.on("error", (e: Error) => {
+      this.failed = true;
+      options.onError?.(e);
+    });
     this.maxPendingBytes = options.maxPendingBytes ?? 64 * 1024 * 1024;
   }
 
+
   write(event: RuntimeEvent): void {
-    if (this.out.writableLength > this.maxPendingBytes) {
+    if (this.failed || this.out.writableLength > this.maxPendingBytes) {
       this.dropped++;
       return;
     }
