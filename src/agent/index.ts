@@ -9,6 +9,7 @@ import { formatDiagnostic } from "../diagnostics.ts";
 import { Enforcer, capabilitiesOf, probe, type EnforcerEvent } from "../enforcer/index.ts";
 import type { KernelPlan } from "../plan/types.ts";
 import { JsonLinesSink } from "../sinks/jsonl.ts";
+import { otelSinkFromEnv } from "../sinks/otel.ts";
 import { PolicySource, type Rejection } from "../source/watch.ts";
 
 export interface AgentOptions {
@@ -41,6 +42,10 @@ export function startAgent(options: AgentOptions): Agent {
   for (const p of options.policies) if (!existsSync(p)) throw new Error(`no such file or directory: ${p}`);
   const source = new PolicySource(options.policies, { capabilities: capabilitiesOf(probed) });
   const sink = new JsonLinesSink(options.eventsFile, { onError: (e) => log(`events file: ${e.message}; events are dropped and counted`) });
+  // OpenTelemetry only when OTEL_EXPORTER_OTLP_(LOGS_)ENDPOINT says where (docs/observability.md).
+  const backends = Object.fromEntries(probed.hooks.flatMap((h) => (h.selected ? [[h.hook, h.selected]] : [])));
+  const otel = otelSinkFromEnv({ backends, ruleVersion: () => enforcer?.plan?.digest.slice(0, 12), warn: log });
+  if (otel) log("exporting events to OpenTelemetry");
   const reportRejection = (r: Rejection) => {
     for (const d of r.diagnostics) log(formatDiagnostic(d));
     log(`not applied: ${r.files.join(", ")} (what was in force stays in force)`);
@@ -53,7 +58,10 @@ export function startAgent(options: AgentOptions): Agent {
 
   let enforcer: Enforcer | undefined;
   const first = source.reload((plan) => {
-    enforcer = Enforcer.open({ plan, node, ...(options.pinDir && { pinDir: options.pinDir }), onEvent: (e: EnforcerEvent) => sink.write(e.event), onError: (e) => log(`event: ${e.message}`) });
+    enforcer = Enforcer.open({ plan, node, ...(options.pinDir && { pinDir: options.pinDir }), onEvent: (e: EnforcerEvent) => {
+        sink.write(e.event);
+        otel?.write(e.event);
+      }, onError: (e) => log(`event: ${e.message}`) });
   });
   if (first.rejection) reportRejection(first.rejection);
   if (!enforcer) throw new Error("no plan to enforce");
@@ -77,7 +85,7 @@ export function startAgent(options: AgentOptions): Agent {
     (stopping ??= (async () => {
       source.close();
       enforcer!.close({ keepAttached: options.keepAttached ?? false });
-      await sink.close();
+      await Promise.all([sink.close(), otel?.close()]);
       log(options.keepAttached ? "stopped; rules stay in force for the next agent" : "stopped; programs detached");
       process.off("SIGTERM", onSignal);
       process.off("SIGINT", onSignal);
