@@ -7,5 +7,9 @@ export default defineConfig({
     testTimeout: 60_000,
     // Separate processes: BPF objects and native addons must not share one worker.
     pool: 'forks',
+    // One test file at a time: every loaded BPF program sees every process on the machine,
+    // so kernel tests running side by side can kill each other's processes (a fail-closed
+    // rule holds for any path too deep to resolve), and timing-sensitive VMs starve.
+    fileParallelism: false,
   },
 });
