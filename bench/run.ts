@@ -1,11 +1,17 @@
-// `npm run bench`: every benchmark, printed as the Markdown that goes into BENCHMARKS.md.
+// `scripts/bench`: every benchmark, printed as the Markdown that goes into BENCHMARKS.md.
 
 import { cpus } from "node:os";
+import { benchPolicyChange } from "./agent.ts";
 import { benchCompile } from "./compile.ts";
 import { benchKernel } from "./kernel.ts";
+import { benchOtel } from "./otel.ts";
 
 console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString()}\n`);
 console.log("## Compile time\n");
 console.log(benchCompile());
 console.log("\n## Kernel cost per call\n");
 console.log(benchKernel({ log: (line) => console.error(line) }));
+console.log("\n## Policy change to enforcement\n");
+console.log(await benchPolicyChange());
+console.log("\n## OpenTelemetry export\n");
+console.log(benchOtel());
