@@ -216,26 +216,25 @@ export function strKey(bits: number, bytes: Uint8Array): Uint8Array {
   return k;
 }
 
-/** pal_int_key: prefixlen = 24 + entry bits; [gen, hook, dim]; 4 value bytes (big-endian). */
-export function intKey(gen: number, hook: number, dim: number, bits: number, value: Uint8Array): Uint8Array {
-  const k = new Uint8Array(INT_KEY_SIZE);
+/** An LPM key whose data starts with [gen, hook, dim]: prefixlen = 24 + entry bits, then the payload. */
+function headerKey(size: number, gen: number, hook: number, dim: number, bits: number, payload: Uint8Array): Uint8Array {
+  const k = new Uint8Array(size);
   new DataView(k.buffer).setUint32(0, INT_HEADER_BITS + bits, LE);
   k[4] = gen;
   k[5] = hook;
   k[6] = dim;
-  k.set(value.subarray(0, 4), 7);
+  k.set(payload.subarray(0, size - 7), 7);
   return k;
 }
 
-/** pal_addr_key: prefixlen = 24 + entry bits; [gen, hook, dim]; family; 16 address bytes. */
+/** pal_int_key: 4 value bytes (big-endian) after the header. */
+export function intKey(gen: number, hook: number, dim: number, bits: number, value: Uint8Array): Uint8Array {
+  return headerKey(INT_KEY_SIZE, gen, hook, dim, bits, value.subarray(0, 4));
+}
+
+/** pal_addr_key: family and 16 address bytes after the header. */
 export function addrKey(gen: number, hook: number, dim: number, bits: number, familyAndAddr: Uint8Array): Uint8Array {
-  const k = new Uint8Array(ADDR_KEY_SIZE);
-  new DataView(k.buffer).setUint32(0, INT_HEADER_BITS + bits, LE);
-  k[4] = gen;
-  k[5] = hook;
-  k[6] = dim;
-  k.set(familyAndAddr.subarray(0, 17), 7);
-  return k;
+  return headerKey(ADDR_KEY_SIZE, gen, hook, dim, bits, familyAndAddr);
 }
 
 /** Byte offset of the generation in int, addr, workload and inode keys (for clearing a generation). */
