@@ -15,10 +15,21 @@
 
 #define SIGKILL 9
 
-/* Reads through kernel pointers as direct loads (the verifier makes them fault-safe):
- * far cheaper than one bpf_probe_read_kernel() call per field. */
+/* Reads through kernel pointers: PAL_GET(PAL_CAST(type, p), field).
+ * By default they are direct loads through bpf_rdonly_cast (the verifier makes them
+ * fault-safe), far cheaper than one bpf_probe_read_kernel() call per field. Kernels
+ * before 6.2 have no bpf_rdonly_cast: the same source is also built with PAL_COMPAT
+ * (enforcer.compat.bpf.o), where every field read is a CO-RE bpf_probe_read_kernel().
+ * The agent loads the fast object and falls back to the compatible one when this kernel
+ * refuses it (src/enforcer/index.ts). Both decide identically. */
+#ifdef PAL_COMPAT
+#define PAL_CAST(type, p) ((type *)(p))
+#define PAL_GET(p, field) BPF_CORE_READ(p, field)
+#else
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define PAL_CAST(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
+#define PAL_GET(p, field) ((p)->field)
+#endif
 
 /* ---- maps (the ABI; user space pins them under /sys/fs/bpf/palisade) ---- */
 
@@ -304,28 +315,31 @@ static long pal_walk_step(__u32 index, void *ctx)
 	}
 	struct dentry *d = PAL_CAST(struct dentry, w->d);
 	struct vfsmount *m = PAL_CAST(struct vfsmount, w->m);
-	if (w->d == (__u64)m->mnt_root) {
+	if (w->d == (__u64)PAL_GET(m, mnt_root)) {
 		__u64 mnt_addr = w->m - bpf_core_field_offset(struct mount, mnt);
 		struct mount *mnt = PAL_CAST(struct mount, mnt_addr);
-		__u64 parent = (__u64)mnt->mnt_parent;
+		__u64 parent = (__u64)PAL_GET(mnt, mnt_parent);
 		if (!parent || parent == mnt_addr) {
 			/* the root of a mount tree that is not ours (pseudo fs, another namespace) */
 			w->flags |= PAL_PATH_DETACHED;
 			w->done = 1;
 			return 1;
 		}
-		w->d = (__u64)mnt->mnt_mountpoint;
+		w->d = (__u64)PAL_GET(mnt, mnt_mountpoint);
 		w->m = parent + bpf_core_field_offset(struct mount, mnt);
 		return 0;
 	}
-	__u64 parent_d = (__u64)d->d_parent;
-	__u32 len = d->d_name.len;
-	const unsigned char *name = d->d_name.name;
+	__u64 parent_d = (__u64)PAL_GET(d, d_parent);
+	__u32 len = PAL_GET(d, d_name.len);
+	const unsigned char *name = PAL_GET(d, d_name.name);
 	if (len > 255)
 		return 1;
 	__u32 np = w->pos - len - 1;
 	if ((__s32)np < PAL_BUF_HEAD || np > PAL_PATH_END)
 		return 1; /* longer than PATH_MAX */
+	/* Keeps the compiler from addressing the buffer with a copy of np taken before the
+	 * check (older verifiers, such as 6.1's, do not carry the bound over to it). */
+	barrier_var(np);
 	if (bpf_probe_read_kernel(&sc->buf[np + 1], len & 0xff, name) < 0)
 		return 1;
 	sc->buf[np] = '/';
@@ -383,23 +397,24 @@ static __always_inline void pal_walk_none(struct pal_scratch *sc, __u32 flags)
 static __always_inline int pal_walk_exe(struct pal_scratch *sc, __u32 slot, struct task_struct *task)
 {
 	struct task_struct *t = PAL_CAST(struct task_struct, task);
-	struct mm_struct *mm = t->mm;
+	struct mm_struct *mm = PAL_CAST(struct mm_struct, PAL_GET(t, mm));
 	if (!mm) {
 		pal_walk_none(sc, PAL_PATH_NONE); /* kernel thread: the value is "" */
 		return 0;
 	}
-	struct file *exe = mm->exe_file;
+	struct file *exe = PAL_CAST(struct file, PAL_GET(mm, exe_file));
 	if (!exe) {
 		pal_walk_none(sc, PAL_PATH_NONE);
 		return 0;
 	}
-	struct fs_struct *fs = t->fs;
+	struct fs_struct *fs = PAL_CAST(struct fs_struct, PAL_GET(t, fs));
 	if (!fs) {
 		pal_walk_none(sc, PAL_PATH_UNRESOLVED);
 		pal_count(PAL_C_UNRESOLVED);
 		return 0;
 	}
-	return pal_walk(sc, slot, exe->f_path.dentry, exe->f_path.mnt, fs->root.dentry, fs->root.mnt);
+	return pal_walk(sc, slot, PAL_GET(exe, f_path.dentry), PAL_GET(exe, f_path.mnt), PAL_GET(fs, root.dentry),
+			PAL_GET(fs, root.mnt));
 }
 
 static __always_inline __u32 pal_clamp_pos(__u32 pos)
@@ -412,12 +427,14 @@ static __always_inline __u32 pal_clamp_pos(__u32 pos)
  * saved in the event first (file.open reports both). */
 static __always_inline void pal_apply_alias(struct pal_scratch *sc, struct file *f, int keep_opened)
 {
-	struct inode *inode = PAL_CAST(struct file, f)->f_inode;
+	struct file *file = PAL_CAST(struct file, f);
+	struct inode *inode = PAL_CAST(struct inode, PAL_GET(file, f_inode));
 	if (!inode)
 		return;
+	struct super_block *sb = PAL_CAST(struct super_block, PAL_GET(inode, i_sb));
 	struct pal_inode_key *k = &sc->inokey;
-	k->ino = inode->i_ino;
-	k->dev = inode->i_sb->s_dev;
+	k->ino = PAL_GET(inode, i_ino);
+	k->dev = sb ? PAL_GET(sb, s_dev) : 0;
 	k->gen = sc->gen & 1;
 	k->pad[0] = k->pad[1] = k->pad[2] = 0;
 	sc->ino = k->ino;
@@ -565,10 +582,14 @@ static __always_inline int pal_file_key(struct pal_scratch *sc, __u32 d)
 
 /* ---- the decision ---- */
 
-/* Class id (within the generation) of dimension d for this event. A global function: the
- * verifier checks it once, not once per dimension and call site. */
-__noinline __u32 pal_class_of(struct pal_scratch *sc, struct pal_proc *p, __u32 d)
+/* Class id (within the generation) of dimension d for this event, whose scratch is in
+ * `slot`. A global function: the verifier checks it once, not once per dimension and call
+ * site. It takes the slot rather than the scratch pointer because older verifiers (6.1)
+ * accept map keys only in map values and on the stack, and a global function's pointer
+ * argument is neither. */
+__noinline __u32 pal_class_of(__u32 slot, struct pal_proc *p, __u32 d)
 {
+	struct pal_scratch *sc = bpf_map_lookup_elem(&pal_scratch, &slot);
 	if (!sc || d >= PAL_DIMS)
 		return PAL_NONE;
 	struct pal_hook *hk = pal_hook_of(sc->gen, sc->hook);
@@ -587,8 +608,8 @@ __noinline __u32 pal_class_of(struct pal_scratch *sc, struct pal_proc *p, __u32 
 			known = pal_file_key(sc, d);
 		if (!known)
 			return hk->unknown_class[d];
-		__u32 slot = (gen * PAL_HOOKS + hook) * PAL_STR_DIMS + d;
-		void *trie = bpf_map_lookup_elem(&pal_str, &slot);
+		__u32 idx = (gen * PAL_HOOKS + hook) * PAL_STR_DIMS + d;
+		void *trie = bpf_map_lookup_elem(&pal_str, &idx);
 		if (!trie)
 			return hk->default_class[d];
 		struct pal_str_key *key = pal_str_key(sc);
@@ -672,7 +693,7 @@ static __always_inline __u32 pal_ctz64(__u64 x)
 }
 
 /* The winning rank for the event described by sc (and p), or PAL_NONE. */
-static __always_inline __u32 pal_decide(struct pal_scratch *sc, struct pal_hook *hk, struct pal_proc *p)
+static __always_inline __u32 pal_decide(struct pal_scratch *sc, __u32 slot, struct pal_hook *hk, struct pal_proc *p)
 {
 	__u32 dims = hk->dims;
 	__u32 bw = hk->bit_words;
@@ -686,7 +707,7 @@ static __always_inline __u32 pal_decide(struct pal_scratch *sc, struct pal_hook 
 	for (__u32 d = 0; d < PAL_DIMS; d++) {
 		if (!(dims & (1u << d)))
 			continue;
-		pal_apply_class(sc, pal_class_of(sc, p, d));
+		pal_apply_class(sc, pal_class_of(slot, p, d));
 	}
 	for (int w = 0; w < PAL_MAX_BIT_WORDS; w++) {
 		if (w >= bw)
@@ -860,6 +881,265 @@ static __always_inline int pal_kill(struct pal_scratch *sc)
 		pal_count(PAL_C_KILLS);
 	}
 	return err;
+}
+
+/* ---- the hooks: every backend decides through these ----
+ * A backend's program only finds the hook's object (the file being executed or opened,
+ * the destination address) and says what it can do with a verdict: fail the call
+ * (can_deny: LSM and fmod_ret for every hook, cgroup hooks for connect) and send SIGKILL
+ * (can_kill). What to decide is the maps' business alone, so the same plan decides the
+ * same way on every backend. Each returns 1 when the caller must fail the call. */
+
+/* A verdict carried out: kill and deny as the backend can. Kill also fails the call where
+ * the backend can fail it (the process never sees the call succeed); deny where the backend
+ * cannot fail the call kills instead (the encoder refuses such plans: this only fails closed). */
+static __always_inline int pal_act(struct pal_scratch *sc, __u8 verdict, int can_deny, int can_kill)
+{
+	__u8 what = verdict & PAL_V_MASK;
+	if (what != PAL_V_KILL && what != PAL_V_DENY)
+		return 0;
+	/* can_deny and can_kill are constants of the calling program: where a backend cannot
+	 * signal, no signal call is even compiled into it. */
+	int kill = can_kill && (what == PAL_V_KILL || !can_deny);
+	if (kill)
+		pal_kill(sc);
+	if (!can_deny)
+		return 0;
+	if (!kill) {
+		sc->ev_flags |= PAL_EV_ACTED;
+		pal_count(PAL_C_DENIES);
+	}
+	return 1;
+}
+
+#define PAL_EXEC_TABLE 1  /* write the process table entry (the exec has happened) */
+#define PAL_EXEC_DECIDE 2 /* decide process.exec here */
+#define PAL_EXEC_DENY 4   /* and fail the exec for deny (and kill) */
+
+/* process.exec: `file` is the binary being executed by `task` (the current task).
+ * With PAL_EXEC_TABLE, the process table entry is written: the sched_process_exec
+ * tracepoint, after the exec. Hooks that run before the exec (LSM, fmod_ret, kprobe) only
+ * decide and leave the table to that tracepoint, which runs with every backend. */
+static __always_inline int pal_hook_exec(struct task_struct *task, struct file *file, int what)
+{
+	int table = what & PAL_EXEC_TABLE, can_deny = (what & PAL_EXEC_DENY) != 0;
+	__u32 slot, seq = 0, gen = pal_active_gen(&seq);
+	struct pal_hook *hk = gen == PAL_NONE || !(what & PAL_EXEC_DECIDE) ? NULL : pal_hook_of(gen, PAL_HOOK_EXEC);
+	int decide = hk && !pal_hook_idle(hk);
+	if (!table && !decide)
+		return 0; /* no process.exec rule: the cost is this lookup */
+	struct pal_scratch *sc = pal_enter(&slot);
+	if (!sc)
+		return 0;
+	pal_begin(sc, gen & 1, seq, PAL_HOOK_EXEC);
+
+	sc->proc.tgid = sc->tgid;
+	pal_fill_parent(sc, slot, task);
+	struct task_struct *t = PAL_CAST(struct task_struct, task);
+	struct fs_struct *fs = PAL_CAST(struct fs_struct, PAL_GET(t, fs));
+	struct file *f = PAL_CAST(struct file, file);
+	if (file && fs) {
+		pal_walk(sc, slot, PAL_GET(f, f_path.dentry), PAL_GET(f, f_path.mnt), PAL_GET(fs, root.dentry),
+			 PAL_GET(fs, root.mnt));
+		if (gen != PAL_NONE)
+			pal_apply_alias(sc, file, 0);
+	} else {
+		pal_walk_none(sc, PAL_PATH_UNRESOLVED);
+		pal_count(PAL_C_UNRESOLVED);
+	}
+	pal_bin_from_walk(sc, &sc->proc.bin);
+	if (table) {
+		__u32 tgid = sc->tgid;
+		if (bpf_map_update_elem(&pal_procs, &tgid, &sc->proc, BPF_ANY) < 0)
+			pal_count(PAL_C_PROC_FULL);
+	}
+
+	int fail = 0;
+	if (decide) {
+		__u32 rank = pal_decide(sc, slot, hk, &sc->proc);
+		if (rank != PAL_NONE) {
+			__u8 verdict = pal_verdict(sc, rank);
+			fail = pal_act(sc, verdict, can_deny, 1);
+			pal_emit(sc, &sc->proc, rank, verdict);
+		}
+	}
+	pal_leave(slot);
+	return fail;
+}
+
+/* ---- file.open ---- */
+
+#define PAL_FILE_DIMS (0x3fu << PAL_DIM_FILE_PATH)
+
+/* The file behind descriptor fd of the current task. */
+static __always_inline struct file *pal_fd_file(long fd)
+{
+	struct task_struct *t = PAL_CAST(struct task_struct, bpf_get_current_task());
+	struct files_struct *files = PAL_CAST(struct files_struct, PAL_GET(t, files));
+	if (!files)
+		return NULL;
+	struct fdtable *fdt = PAL_CAST(struct fdtable, PAL_GET(files, fdt));
+	if (!fdt)
+		return NULL;
+	unsigned int max = PAL_GET(fdt, max_fds);
+	if (fd < 0 || (unsigned long)fd >= max)
+		return NULL;
+	struct file **fds = PAL_GET(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) < 0)
+		return NULL;
+	return f;
+}
+
+static __always_inline void pal_walk_file(struct pal_scratch *sc, __u32 slot, struct file *f)
+{
+	if (!f) {
+		pal_walk_none(sc, PAL_PATH_UNRESOLVED);
+		pal_count(PAL_C_FD_UNREADABLE);
+		pal_count(PAL_C_UNRESOLVED);
+		sc->file_state = 2;
+		return;
+	}
+	struct task_struct *t = PAL_CAST(struct task_struct, bpf_get_current_task());
+	struct fs_struct *fs = PAL_CAST(struct fs_struct, PAL_GET(t, fs));
+	if (!fs) {
+		pal_walk_none(sc, PAL_PATH_UNRESOLVED);
+		pal_count(PAL_C_UNRESOLVED);
+		sc->file_state = 2;
+		return;
+	}
+	struct file *file = PAL_CAST(struct file, f);
+	pal_walk(sc, slot, PAL_GET(file, f_path.dentry), PAL_GET(file, f_path.mnt), PAL_GET(fs, root.dentry),
+		 PAL_GET(fs, root.mnt));
+	sc->file_state = 1;
+	pal_apply_alias(sc, f, 1);
+}
+
+/* file.open: `file` is the file being opened, or NULL to take the one behind descriptor
+ * `fd` (syscall exit tracepoints), found only when needed. */
+static __always_inline int pal_hook_open(struct file *file, long fd, int can_deny)
+{
+	__u32 seq = 0, gen = pal_active_gen(&seq);
+	if (gen == PAL_NONE)
+		return 0;
+	struct pal_hook *hk = pal_hook_of(gen, PAL_HOOK_OPEN);
+	if (!hk || pal_hook_idle(hk))
+		return 0; /* no file.open rule: the cost is this lookup */
+	__u32 slot;
+	struct pal_scratch *sc = pal_enter(&slot);
+	if (!sc)
+		return 0;
+	pal_begin(sc, gen, seq, PAL_HOOK_OPEN);
+	/* The process first: resolving it lazily reuses the path buffer. */
+	struct pal_proc *p = pal_current_proc(sc, slot);
+	if (hk->dims & PAL_FILE_DIMS)
+		pal_walk_file(sc, slot, file ? file : pal_fd_file(fd));
+	int fail = 0;
+	__u32 rank = pal_decide(sc, slot, hk, p);
+	if (rank != PAL_NONE) {
+		__u8 verdict = pal_verdict(sc, rank);
+		fail = pal_act(sc, verdict, can_deny, 1);
+		if (sc->file_state == 0)
+			pal_walk_file(sc, slot, file ? file : pal_fd_file(fd)); /* for the report */
+		pal_emit(sc, p, rank, verdict);
+	}
+	pal_leave(slot);
+	return fail;
+}
+
+/* ---- net.connect ---- */
+
+/* A destination as the decision needs it. */
+struct pal_dest {
+	__u32 family; /* 4 or 6 */
+	__u32 protocol;
+	__u32 dport;  /* host order */
+	__u32 mapped; /* was ::ffff:a.b.c.d */
+	__u32 addr[4];
+};
+
+/* IPv6 address words (network order) into d; ::ffff:a.b.c.d is an IPv4 destination: it
+ * must meet the IPv4 rules. */
+static __always_inline void pal_dest_v6(struct pal_dest *d, __u32 a0, __u32 a1, __u32 a2, __u32 a3)
+{
+	if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff)) {
+		d->family = 4;
+		d->addr[0] = a3;
+		d->addr[1] = d->addr[2] = d->addr[3] = 0;
+		d->mapped = 1;
+	} else {
+		d->family = 6;
+		d->addr[0] = a0;
+		d->addr[1] = a1;
+		d->addr[2] = a2;
+		d->addr[3] = a3;
+	}
+}
+
+#define PAL_AF_INET 2
+#define PAL_AF_INET6 10
+
+/* A kernel struct sockaddr of `len` bytes into d; 0 when it is not an IP address. */
+static __always_inline int pal_dest_sockaddr(struct pal_dest *d, const void *sa, int len)
+{
+	__u16 family = 0;
+	if (!sa || len < (int)sizeof(family) || bpf_probe_read_kernel(&family, sizeof(family), sa) < 0)
+		return 0;
+	__builtin_memset(d, 0, sizeof(*d));
+	if (family == PAL_AF_INET) {
+		struct sockaddr_in in;
+		if (len < (int)sizeof(in) || bpf_probe_read_kernel(&in, sizeof(in), sa) < 0)
+			return 0;
+		d->family = 4;
+		d->dport = bpf_ntohs(in.sin_port);
+		d->addr[0] = in.sin_addr.s_addr;
+		return 1;
+	}
+	if (family == PAL_AF_INET6) {
+		struct sockaddr_in6 in6;
+		/* SIN6_LEN_RFC2133: the kernel accepts the 24-byte form without the scope id */
+		if (len < 24 || bpf_probe_read_kernel(&in6, 24, sa) < 0)
+			return 0;
+		d->dport = bpf_ntohs(in6.sin6_port);
+		pal_dest_v6(d, in6.sin6_addr.in6_u.u6_addr32[0], in6.sin6_addr.in6_u.u6_addr32[1],
+			    in6.sin6_addr.in6_u.u6_addr32[2], in6.sin6_addr.in6_u.u6_addr32[3]);
+		return 1;
+	}
+	return 0;
+}
+
+/* net.connect to the destination in d. */
+static __always_inline int pal_hook_connect(struct pal_dest *d, int can_deny, int can_kill)
+{
+	__u32 seq = 0, gen = pal_active_gen(&seq);
+	if (gen == PAL_NONE)
+		return 0;
+	struct pal_hook *hk = pal_hook_of(gen, PAL_HOOK_CONNECT);
+	if (!hk || pal_hook_idle(hk))
+		return 0;
+	__u32 slot;
+	struct pal_scratch *sc = pal_enter(&slot);
+	if (!sc)
+		return 0;
+	pal_begin(sc, gen, seq, PAL_HOOK_CONNECT);
+	sc->protocol = d->protocol;
+	sc->dport = d->dport;
+	sc->family = d->family;
+	if (d->mapped)
+		sc->ev_flags |= PAL_EV_MAPPED_V4;
+	__builtin_memcpy(sc->daddr, d->addr, 16);
+	struct pal_proc *p = pal_current_proc(sc, slot);
+	int fail = 0;
+	__u32 rank = pal_decide(sc, slot, hk, p);
+	if (rank != PAL_NONE) {
+		__u8 verdict = pal_verdict(sc, rank);
+		/* Without a signal (cgroup hooks of older kernels, such as 6.1) a kill verdict fails the
+		 * call: the encoder refuses kill there, so this only fails closed. */
+		fail = pal_act(sc, verdict, can_deny, can_kill);
+		pal_emit(sc, p, rank, verdict);
+	}
+	pal_leave(slot);
+	return fail;
 }
 
 #endif

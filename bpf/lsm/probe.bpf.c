@@ -20,6 +20,8 @@ SEC("lsm/file_open")
 int BPF_PROG(probe_lsm_open, struct file *file) { return 0; }
 SEC("lsm/socket_connect")
 int BPF_PROG(probe_lsm_connect, struct socket *sock, struct sockaddr *address, int addrlen) { return 0; }
+SEC("lsm/socket_sendmsg")
+int BPF_PROG(probe_lsm_sendmsg, struct socket *sock, struct msghdr *msg, int size) { return 0; }
 
 /* trampolines without BPF LSM: fmod_ret on the security_* functions */
 SEC("fmod_ret/security_bprm_check")
@@ -28,12 +30,18 @@ SEC("fmod_ret/security_file_open")
 int BPF_PROG(probe_fmodret_open, struct file *file) { return 0; }
 SEC("fmod_ret/security_socket_connect")
 int BPF_PROG(probe_fmodret_connect, struct socket *sock, struct sockaddr *address, int addrlen) { return 0; }
+SEC("fmod_ret/security_socket_sendmsg")
+int BPF_PROG(probe_fmodret_sendmsg, struct socket *sock, struct msghdr *msg, int size) { return 0; }
 
 /* kprobes (kill only) */
 SEC("kprobe/security_bprm_check")
 int probe_kprobe_exec(struct pt_regs *ctx) { if (NEVER) bpf_send_signal(9); return 0; }
 SEC("kprobe/security_file_open")
 int probe_kprobe_open(struct pt_regs *ctx) { if (NEVER) bpf_send_signal(9); return 0; }
+SEC("kprobe/security_socket_connect")
+int probe_kprobe_connect(struct pt_regs *ctx) { if (NEVER) bpf_send_signal(9); return 0; }
+SEC("kprobe/security_socket_sendmsg")
+int probe_kprobe_sendmsg(struct pt_regs *ctx) { if (NEVER) bpf_send_signal(9); return 0; }
 
 /* the tracepoint backend */
 SEC("raw_tp/sched_process_exec")

@@ -20,13 +20,14 @@ import {
 import { encodeGeneration, type Capabilities, type GenerationImage } from "./encode.ts";
 import { decodeRecord, toEnforcerEvent, type EnforcerEvent } from "./events.ts";
 import {
-  BPF_F_NO_PREALLOC, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LPM_TRIE, bpfObjectPath, native, type AttachSpec, type BpfObject,
+  BPF_F_NO_PREALLOC, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LPM_TRIE, bpfObjectPath, native, type BpfError, type BpfObject,
   type LinkInfo, type ProgramInfo,
 } from "./native.ts";
-import { capabilitiesOf, probe, type ProbeResult } from "./probe.ts";
-import { cgroup2Root, ensureFilesystems, privilegeProblem, tracepointExists } from "./system.ts";
+import { capabilitiesOf, cgroupCanKill, probe, select, type Backend, type ProbeResult } from "./probe.ts";
+import { attachSpecs, failedPrograms, type BackendAttachSpec } from "./backends.ts";
+import { cgroup2Root, ensureFilesystems, privilegeProblem } from "./system.ts";
 
-export { probe, type ProbeResult, type HookProbe, type Backend } from "./probe.ts";
+export { probe, BACKEND_INFO, BACKEND_ORDER, type ProbeResult, type HookProbe, type Backend } from "./probe.ts";
 export { encodeGeneration, EncodeError, TRACEPOINT_CAPABILITIES, type Capabilities, type GenerationImage } from "./encode.ts";
 export { capabilitiesOf } from "./probe.ts";
 export { decodeRecord, toEnforcerEvent, type EnforcerEvent, type KernelRecord } from "./events.ts";
@@ -50,6 +51,12 @@ export interface EnforcerOptions {
   unrefEvents?: boolean;
   /** Override the probed capabilities (tests). */
   capabilities?: Capabilities;
+  /**
+   * Backends allowed per hook, in the order to try them (default: every available one, best
+   * first: BACKEND_ORDER). For tests and for operators who want a particular one; a hook
+   * none of whose allowed backends works here is not enforced (its rules get a warning).
+   */
+  backends?: Partial<Record<Hook, Backend[]>>;
 }
 
 export interface ApplyResult {
@@ -75,8 +82,8 @@ function identify(path: string): FileIdentity | undefined {
   }
 }
 
-/** The file.open syscalls the open program watches, where this kernel has them. */
-const OPEN_SYSCALLS = ["openat", "openat2", "open", "creat", "open_by_handle_at"];
+/** The object built from bpf/lsm/enforcer.bpf.c, tried in this order. */
+const OBJECT_FLAVOURS = ["enforcer", "enforcer.compat"];
 
 const PLANS_KEPT = 8;
 
@@ -86,7 +93,12 @@ export class Enforcer {
   readonly capabilities: Capabilities;
   readonly probe: ProbeResult;
   readonly reusedMaps: boolean;
+  /** Loaded from enforcer.compat.bpf.o: this kernel refused the direct-load build (no bpf_rdonly_cast before 6.2). */
+  readonly compat: boolean;
+  /** Why the direct-load build was refused. */
+  readonly compatReason?: string;
   private readonly obj: BpfObject;
+  private readonly specs: BackendAttachSpec[];
   private readonly fd: Record<string, number>;
   private readonly emptyTrie: number;
   private readonly barrierInner: number;
@@ -106,8 +118,7 @@ export class Enforcer {
     this.pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
     this.cgroupRoot = options.cgroupRoot ?? cgroup2Root();
     this.node = options.node ?? hostname();
-    this.probe = probe();
-    this.capabilities = options.capabilities ?? capabilitiesOf(this.probe);
+    const probed = probe();
     const n = native();
 
     let reuse = options.reuse ?? true;
@@ -120,15 +131,64 @@ export class Enforcer {
         if (!value || unpackConfig(value).abiVersion !== ABI_VERSION) reuse = false;
       }
     }
-    const path = bpfObjectPath("tracepoint");
-    let obj: BpfObject;
-    try {
-      obj = new n.BpfObject(path, { pinDir: this.pinDir, reuseMaps: reuse });
-    } catch (e) {
-      if (!reuse || !/reuse/i.test(String((e as Error).message))) throw e;
-      reuse = false;
-      obj = new n.BpfObject(path, { pinDir: this.pinDir, reuseMaps: false });
+
+    // The best available backend per hook (options.backends may narrow the choice), then
+    // load what that takes. Should this kernel refuse a program the probe let through, its
+    // hook falls back to its next backend, and the probe result says so.
+    const hooks = probed.hooks.map((h) => {
+      const allowed = options.backends?.[h.hook];
+      const candidates = h.available.filter((b) => !allowed || allowed.includes(b));
+      if (allowed) candidates.sort((x, y) => allowed.indexOf(x) - allowed.indexOf(y));
+      const note = allowed && candidates[0] !== h.available[0] ? `backend chosen by the agent's options among ${allowed.join(", ")}` : undefined;
+      return { probe: select(h, candidates[0] ?? null, note), candidates };
+    });
+    let flavour = 0;
+    let compatReason: string | undefined;
+    let obj: BpfObject | undefined;
+    let specs: BackendAttachSpec[] = [];
+    for (let tries = 0; !obj; tries++) {
+      const tp = hooks.find((h) => h.probe.hook === "net.connect")!.probe;
+      specs = attachSpecs({
+        backends: Object.fromEntries(hooks.map((h) => [h.probe.hook, h.probe.selected])) as Record<Hook, Backend | null>,
+        cgroupKill: cgroupCanKill(tp),
+        cgroupRoot: this.cgroupRoot,
+      });
+      const programs = [...new Set(specs.map((s) => s.program))];
+      try {
+        obj = new n.BpfObject(bpfObjectPath(OBJECT_FLAVOURS[flavour]!), { pinDir: this.pinDir, reuseMaps: reuse, programs });
+      } catch (e) {
+        const error = e as BpfError;
+        const text = `${error.message}\n${error.libbpfLog ?? ""}`;
+        if (tries > 8) throw e;
+        if (reuse && /reuse/i.test(error.message)) {
+          reuse = false;
+          continue;
+        }
+        if (flavour + 1 < OBJECT_FLAVOURS.length) {
+          // Kernels before 6.2 have no bpf_rdonly_cast; older verifiers may also take the
+          // compatible build (field reads through bpf_probe_read_kernel) where they refuse
+          // the direct loads. Tried before giving up on any backend.
+          compatReason = text.split("\n").find((l) => /bpf_rdonly_cast|prog '/.test(l))?.replace(/^libbpf: /, "") ?? error.message.split("\n")[0]!;
+          flavour++;
+          continue;
+        }
+        const failed = failedPrograms(text);
+        const demote = hooks.filter((h) => specs.some((s) => s.hook === h.probe.hook && failed.includes(s.program)));
+        if (!demote.length) throw e;
+        for (const h of demote) {
+          const was = h.probe.selected!;
+          const next = h.candidates[h.candidates.indexOf(was) + 1] ?? null;
+          const program = specs.find((s) => s.hook === h.probe.hook && failed.includes(s.program))!.program;
+          const why = text.split("\n").find((l) => l.includes(`'${program}'`))?.replace(/^libbpf: /, "") ?? error.message.split("\n")[0];
+          h.probe = select(h.probe, next, `the ${was} backend's programs were refused when loaded (${why}); ${next ? `using ${next}` : "no backend left"}`);
+        }
+      }
     }
+    this.probe = { ...probed, hooks: hooks.map((h) => h.probe) };
+    this.capabilities = options.capabilities ?? capabilitiesOf(this.probe);
+    this.compat = flavour > 0;
+    if (compatReason) this.compatReason = compatReason;
+    this.specs = specs;
     this.obj = obj;
     this.reusedMaps = reuse;
     this.fd = Object.fromEntries(obj.maps().map((m) => [m.name, m.fd]));
@@ -287,27 +347,17 @@ export class Enforcer {
     // every index it uses.
   }
 
-  private attachSpecs(): AttachSpec[] {
-    const specs: AttachSpec[] = [
-      { program: "pal_exec", kind: "raw_tp", target: "sched_process_exec", key: "exec" },
-      { program: "pal_fork", kind: "raw_tp", target: "sched_process_fork", key: "fork" },
-      { program: "pal_exit", kind: "raw_tp", target: "sched_process_exit", key: "exit" },
-    ];
-    for (const sc of OPEN_SYSCALLS) {
-      if (tracepointExists("syscalls", `sys_exit_${sc}`)) {
-        specs.push({ program: "pal_open_exit", kind: "tracepoint", target: `syscalls/sys_exit_${sc}`, key: `open-${sc}` });
-      }
-    }
-    if (this.cgroupRoot) {
-      for (const p of ["connect4", "connect6", "sendmsg4", "sendmsg6"]) {
-        specs.push({ program: `pal_${p}`, kind: "cgroup", target: this.cgroupRoot, key: p });
-      }
-    }
-    return specs;
-  }
-
+  /** Attaches the selected programs; then drops links a previous agent pinned that this selection does not replace. */
   private attach(): void {
-    this.obj.attach(this.attachSpecs());
+    this.obj.attach(this.specs.map(({ hook: _, ...spec }) => spec));
+    const keys = new Set(this.specs.map((s) => s.key));
+    let pinned: string[] = [];
+    try {
+      pinned = readdirSync(`${this.pinDir}/links`);
+    } catch {
+      return;
+    }
+    for (const name of pinned) if (!keys.has(name)) rmSync(`${this.pinDir}/links/${name}`, { force: true });
   }
 
   private startEvents(onEvent: (e: EnforcerEvent) => void, onError?: (e: Error) => void, unref?: boolean): void {

@@ -31,7 +31,8 @@ export interface ProgramInfo {
 
 export interface AttachSpec {
   program: string;
-  kind: "raw_tp" | "tracepoint" | "cgroup";
+  /** "auto": where the program's section says (lsm/*, fmod_ret/*, kprobe/*); target is for reports. */
+  kind: "raw_tp" | "tracepoint" | "cgroup" | "auto";
   target: string;
   /** Pin name under <pinDir>/links. */
   key: string;

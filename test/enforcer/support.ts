@@ -24,7 +24,7 @@ export function kernelTestProblem(): string | undefined {
   const privileges = privilegeProblem();
   if (privileges) return privileges;
   if (!existsSync("/sys/kernel/btf/vmlinux")) return "this kernel has no BTF (/sys/kernel/btf/vmlinux)";
-  for (const f of ["palisade_enforcer.node", "tracepoint.bpf.o", "probe.bpf.o"]) {
+  for (const f of ["palisade_enforcer.node", "enforcer.bpf.o", "probe.bpf.o"]) {
     if (!existsSync(join(BUILD_DIR, f))) return `${join(BUILD_DIR, f)} is missing: run scripts/setup (or scripts/build-enforcer)`;
   }
   return undefined;

@@ -4,7 +4,7 @@
 // Needs root and BPF: without them every test fails with the reason.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { copyFileSync, linkSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import type { Server } from "node:net";
 import { Enforcer } from "../../src/enforcer/index.ts";
 import type { EnforcerEvent } from "../../src/enforcer/events.ts";
@@ -12,6 +12,7 @@ import type { KernelPlan } from "../../src/plan/types.ts";
 import { compile } from "../../src/compiler/index.ts";
 import { makePolicy } from "../support/policies.ts";
 import { EventLog, listen, nodeScript, planOf, removeDir, requireKernel, run, sh, startBash, tempDir } from "./support.ts";
+import { parseTrick, tricksBinary } from "./tricks.ts";
 
 let dir: string;
 let enforcer: Enforcer | undefined;
@@ -125,6 +126,36 @@ describe("process.exec (raw_tp/sched_process_exec + SIGKILL)", () => {
     killedEmpty(sh("./denied-echo hi", { cwd: dir }));
     killedEmpty(sh(`cd ${dir}/sub && ../denied-echo hi`));
   });
+
+  it("execveat does not bypass: by path, by directory descriptor, by O_PATH descriptor with AT_EMPTY_PATH, fexecve, /proc/self/fd", async () => {
+    const T = tricksBinary();
+    const attempts = {
+      execveat: run(T, ["execveat", `${dir}/denied-echo`, "x", "RAN"]),
+      dirfd: run(T, ["execveat-dir", dir, "denied-echo", "x", "RAN"]),
+      emptyPath: run(T, ["execveat-fd", `${dir}/denied-echo`, "x", "RAN"]),
+      fexecve: run(T, ["fexecve", `${dir}/denied-echo`, "x", "RAN"]),
+      procFd: run(T, ["exec-procfd", `${dir}/denied-echo`, "x", "RAN"]),
+    };
+    for (const [how, r] of Object.entries(attempts)) {
+      expect(r.signal, how).toBe("SIGKILL");
+      expect(r.stdout, how).toBe("");
+      const e = await log.wait(forPid(r.pid, "process.exec"));
+      expect(e.event, how).toMatchObject({ action: "killed", rule: "no-denied-echo", process: { binary: `${dir}/denied-echo` } });
+    }
+  });
+
+  it("a script is decided as its interpreter (documented): a rule on the script's own path does not match", async () => {
+    writeFileSync(`${dir}/script.sh`, "#!/bin/sh\necho RAN\n", { mode: 0o755 });
+    const plan2 = planOf({ name: "script", rules: [{ name: "no-script", hook: "process.exec", match: `process.binary == "${dir}/script.sh"`, action: "kill" }] });
+    enforcer!.applyPlan(plan2);
+    try {
+      const r = run(`${dir}/script.sh`);
+      expect(r.stdout).toBe("RAN\n");
+      expect(await log.settle(forPid(r.pid, "process.exec"))).toEqual([]);
+    } finally {
+      enforcer!.applyPlan(plan);
+    }
+  });
 });
 
 describe("file.open (sys_exit_open* + SIGKILL)", () => {
@@ -193,6 +224,49 @@ describe("file.open (sys_exit_open* + SIGKILL)", () => {
     } finally {
       enforcer!.applyPlan(plan);
     }
+  });
+
+  it("openat2 with RESOLVE flags does not bypass: the file is decided as the kernel resolved it", async () => {
+    const T = tricksBinary();
+    const attempts = {
+      beneath: run(T, ["openat2", dir, "secret.txt", "beneath"]),
+      inRoot: run(T, ["openat2", dir, "/secret.txt", "in-root"]),
+      noSymlinks: run(T, ["openat2", dir, "secret.txt", "no-symlinks,no-magiclinks,no-xdev"]),
+      prefix: run(T, ["openat2", `${dir}/vault`, "key", "beneath"]),
+    };
+    for (const [how, r] of Object.entries(attempts)) {
+      expect(r.signal, how).toBe("SIGKILL");
+      expect(r.stdout, how).toBe("");
+    }
+    const e = await log.wait(forPid(attempts.inRoot.pid, "file.open"));
+    expect(e.event.file?.path).toBe(`${dir}/secret.txt`);
+    const p = await log.wait(forPid(attempts.prefix.pid, "file.open"));
+    expect(p.event).toMatchObject({ rule: "no-vault", file: { path: `${dir}/vault/key` } });
+  });
+
+  it("a /proc/self/fd re-open of an O_PATH descriptor does not bypass (the O_PATH open itself is an openat)", () => {
+    const r = run(tricksBinary(), ["reopen", `${dir}/secret.txt`]);
+    killedEmpty(r);
+  });
+
+  it("cannot see io_uring opens (documented): IORING_OP_OPENAT of a denied file is read", async () => {
+    const r = run(tricksBinary(), ["iouring-open", `${dir}/secret.txt`]);
+    expect(r.signal).toBe(null);
+    expect(parseTrick(r.stdout)).toEqual({ ok: true, data: SECRET });
+    expect(await log.settle(forPid(r.pid, "file.open"))).toEqual([]);
+    expect(enforcer!.probe.hooks.find((h) => h.hook === "file.open")!.cannotSee.join(" ")).toMatch(/io_uring/);
+  });
+
+  it("cannot undo an O_TRUNC (documented): the kill comes after the open truncated the file", () => {
+    writeFileSync(`${dir}/truncated.txt`, SECRET);
+    const plan2 = planOf({ name: "trunc", rules: [{ name: "no-trunc", hook: "file.open", match: `file.path == "${dir}/truncated.txt"`, action: "kill" }] });
+    enforcer!.applyPlan(plan2);
+    try {
+      killedEmpty(run(tricksBinary(), ["truncate", `${dir}/truncated.txt`]));
+    } finally {
+      enforcer!.applyPlan(plan);
+    }
+    expect(readFileSync(`${dir}/truncated.txt`, "utf8")).toBe("");
   });
 
   it("fails closed on a path it cannot resolve (too deep): enforce rules hold", async () => {
@@ -278,7 +352,13 @@ describe("probe", () => {
     expect(hooks["net.connect"]!.actions.deny).toBe("deny");
     expect(enforcer!.capabilities).toEqual({ "process.exec": ["kill"], "file.open": ["kill"], "net.connect": ["deny", "kill"] });
     // What this host refuses is tried, not assumed: every attempt is on record.
-    expect(Object.keys(hooks["file.open"]!.attempts)).toEqual(expect.arrayContaining(["probe_lsm_open", "probe_fmodret_open", "probe_tp_open"]));
+    expect(Object.keys(hooks["file.open"]!.attempts)).toEqual(expect.arrayContaining(["probe_lsm_open", "probe_fmodret_open", "probe_kprobe_open", "probe_tp_open"]));
+    // And what the chosen backend cannot see is said per hook.
+    for (const h of Object.values(hooks)) {
+      expect(h.how, h.hook).toBeTruthy();
+      expect(h.cannotSee.length, h.hook).toBeGreaterThan(0);
+    }
+    expect(hooks["process.exec"]!.cannotSee.join(" ")).toMatch(/interpreter/);
   });
 });
 

@@ -44,10 +44,17 @@ constexpr size_t kMaxLog = 4 << 20;
 
 int CapturePrint(enum libbpf_print_level level, const char* fmt, va_list ap) {
   if (level == LIBBPF_DEBUG) return 0;
-  char line[8192];
-  vsnprintf(line, sizeof line, fmt, ap);
+  // One call may carry a whole verifier log (megabytes): size it first.
+  va_list copy;
+  va_copy(copy, ap);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  if (n <= 0) return 0;
+  std::string line((size_t)n + 1, '\0');
+  vsnprintf(&line[0], line.size(), fmt, ap);
+  line.resize((size_t)n);
   std::lock_guard<std::mutex> lock(g_log_mutex);
-  if (g_log.size() < kMaxLog) g_log += line;
+  if (g_log.size() < kMaxLog) g_log += line.substr(0, kMaxLog - g_log.size());
   return 0;
 }
 
@@ -326,7 +333,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     if (err) throw BpfError(env, "pinning link " + l.pin, err);
   }
 
-  // attach([{ program, kind: "raw_tp"|"tracepoint"|"cgroup", target, key }])
+  // attach([{ program, kind: "raw_tp"|"tracepoint"|"cgroup"|"auto", target, key }])
   Napi::Value Attach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Array specs = info[0].As<Napi::Array>();
@@ -353,6 +360,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
         int saved = errno;
         close(cg);
         errno = saved;
+      } else if (kind == "auto") {
+        // lsm/*, fmod_ret/*, kprobe/*: the section names the attach point
+        link = bpf_program__attach(prog);
       } else {
         throw Napi::Error::New(env, "unknown attach kind " + kind);
       }
