@@ -96,8 +96,9 @@ const commands: Record<string, (args: Args) => number> = {
       if (result.problem) out(`cannot enforce: ${result.problem}`);
       for (const h of result.hooks) {
         const can = [h.actions.deny, h.actions.kill, h.actions.audit].filter(Boolean).join(", ") || "nothing";
-        out(`${h.hook.padEnd(13)} ${(h.selected ?? "none").padEnd(11)} can: ${can}`);
+        out(`${h.hook.padEnd(13)} ${(h.selected ?? "none").padEnd(11)} can: ${can}${h.how ? ` (${h.how})` : ""}`);
         for (const note of h.notes) out(`${"".padEnd(14)}- ${note}`);
+        for (const blind of h.cannotSee) out(`${"".padEnd(14)}- limit: ${blind}`);
       }
     }
     return result.problem ? 1 : 0;
