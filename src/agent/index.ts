@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { formatDiagnostic } from "../diagnostics.ts";
-import { Enforcer, capabilitiesOf, probe, type EnforcerEvent } from "../enforcer/index.ts";
+import { Enforcer, capabilitiesOf, describeActions, probe, type EnforcerEvent } from "../enforcer/index.ts";
 import type { KernelPlan } from "../plan/types.ts";
 import { JsonLinesSink } from "../sinks/jsonl.ts";
 import { otelSinkFromEnv } from "../sinks/otel.ts";
@@ -35,7 +35,7 @@ export function startAgent(options: AgentOptions): Agent {
   const probed = probe();
   if (probed.problem) throw new Error(`cannot enforce here: ${probed.problem}`);
   for (const h of probed.hooks) {
-    const can = [h.actions.deny, h.actions.kill, h.actions.audit].filter(Boolean).join(", ");
+    const can = describeActions(h);
     log(`${h.hook}: ${h.selected ? `${h.selected} backend (${can})` : "not enforceable here"}${h.notes.length ? `; ${h.notes.join("; ")}` : ""}`);
   }
 

@@ -8,7 +8,7 @@ import { expandPaths, loadAndCompile, POLICY_TEST_SUFFIX } from "../source/files
 import { formatExpectation, runPolicyTest } from "../policytest/index.ts";
 import { importTetragon } from "../importer/tetragon.ts";
 import { startAgent } from "../agent/index.ts";
-import { probe } from "../enforcer/index.ts";
+import { describeActions, probe } from "../enforcer/index.ts";
 
 type Args = Record<string, any>;
 
@@ -95,7 +95,7 @@ const commands: Record<string, (args: Args) => number> = {
       out(`kernel ${result.kernel}${result.lsms ? `; active LSMs: ${result.lsms.join(",")}` : ""}`);
       if (result.problem) out(`cannot enforce: ${result.problem}`);
       for (const h of result.hooks) {
-        const can = [h.actions.deny, h.actions.kill, h.actions.audit].filter(Boolean).join(", ") || "nothing";
+        const can = describeActions(h);
         out(`${h.hook.padEnd(13)} ${(h.selected ?? "none").padEnd(11)} can: ${can}${h.how ? ` (${h.how})` : ""}`);
         for (const note of h.notes) out(`${"".padEnd(14)}- ${note}`);
         for (const blind of h.cannotSee) out(`${"".padEnd(14)}- limit: ${blind}`);

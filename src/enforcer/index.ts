@@ -29,7 +29,7 @@ import { cgroup2Root, ensureFilesystems, privilegeProblem } from "./system.ts";
 
 export { probe, BACKEND_INFO, BACKEND_ORDER, type ProbeResult, type HookProbe, type Backend } from "./probe.ts";
 export { encodeGeneration, EncodeError, TRACEPOINT_CAPABILITIES, type Capabilities, type GenerationImage } from "./encode.ts";
-export { capabilitiesOf } from "./probe.ts";
+export { capabilitiesOf, describeActions } from "./probe.ts";
 export { decodeRecord, toEnforcerEvent, type EnforcerEvent, type KernelRecord } from "./events.ts";
 
 export const DEFAULT_PIN_DIR = "/sys/fs/bpf/palisade";

@@ -256,6 +256,11 @@ export function select(h: HookProbe, backend: Backend | null, note?: string): Ho
   };
 }
 
+/** The actions the hook's selected backend carries out, for people: "deny, kill, audit". */
+export function describeActions(h: HookProbe): string {
+  return [h.actions.deny, h.actions.kill, h.actions.audit].filter(Boolean).join(", ") || "nothing";
+}
+
 /** What each hook can do here, in the compiler's format (compile({ capabilities })). */
 export function capabilitiesOf(result: ProbeResult): Capabilities {
   const out: Capabilities = {};

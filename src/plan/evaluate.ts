@@ -10,7 +10,7 @@ import { parseIp } from "../policy/ip.ts";
 import { selectorMatches } from "../policy/selector.ts";
 import { dimensionByName } from "./dimensions.ts";
 import { addrKey, intKey, prefixId, prefixKey, stringBytes, suffixKey } from "./keys.ts";
-import type { ClassPlan, DimensionPlan, KernelPlan, LpmEntry, PlanScope, Slot } from "./types.ts";
+import type { ClassPlan, DimensionPlan, HookPlan, KernelPlan, LpmEntry, PlanScope, Slot } from "./types.ts";
 
 export interface Decision {
   /** Rank of the winning slot in its hook. */
@@ -32,16 +32,16 @@ export function decide(plan: KernelPlan, event: RuntimeEvent): Decision | null {
 export function evaluate(plan: KernelPlan, event: RuntimeEvent): Evaluation {
   const hook = plan.hooks.find((h) => h.hook === event.hook);
   if (!hook) throw new Error(`plan has no hook ${event.hook}`);
-  const candidates = new Set<number>();
-  hook.slots.forEach((s, rank) => s.dimensions.length === 0 && candidates.add(rank));
-  let mask = new Set(hook.bitRanks.keys());
+  const candidates = new Set<number>(alwaysRanks(hook));
+  // Per bit: in how many dimensions its test holds (or it is a wildcard); all of them = a match.
+  const holds = new Uint16Array(hook.bitRanks.length);
   for (const dim of hook.dimensions) {
     const cls = classOf(plan, dim, event);
     for (const r of cls.singles) candidates.add(r);
-    const allowed = new Set([...cls.bits, ...dim.wildcardBits]);
-    mask = new Set([...mask].filter((b) => allowed.has(b)));
+    for (const b of cls.bits) holds[b]!++;
+    for (const b of dim.wildcardBits) holds[b]!++;
   }
-  for (const b of mask) candidates.add(hook.bitRanks[b]!);
+  holds.forEach((n, b) => n === hook.dimensions.length && candidates.add(hook.bitRanks[b]!));
   const ordered = [...candidates].sort((a, b) => a - b);
   const kernelRank = ordered[0] ?? null;
   for (const rank of ordered) {
@@ -53,8 +53,23 @@ export function evaluate(plan: KernelPlan, event: RuntimeEvent): Evaluation {
   return { kernelRank, decision: null };
 }
 
+/** Ranks of the slots that constrain no dimension (they match every event), computed once per hook. */
+const alwaysByHook = new WeakMap<HookPlan, number[]>();
+function alwaysRanks(hook: HookPlan): number[] {
+  let ranks = alwaysByHook.get(hook);
+  if (!ranks) alwaysByHook.set(hook, (ranks = hook.slots.flatMap((s, rank) => (s.dimensions.length === 0 ? [rank] : []))));
+  return ranks;
+}
+
+const classesByDimension = new WeakMap<DimensionPlan, Map<number, ClassPlan>>();
+function classById(dim: DimensionPlan, id: number): ClassPlan {
+  let byId = classesByDimension.get(dim);
+  if (!byId) classesByDimension.set(dim, (byId = new Map(dim.classes.map((c) => [c.id, c]))));
+  return byId.get(id)!;
+}
+
 function classOf(plan: KernelPlan, dim: DimensionPlan, event: RuntimeEvent): ClassPlan {
-  const byId = (id: number) => dim.classes.find((c) => c.id === id)!;
+  const byId = (id: number) => classById(dim, id);
   if (dim.name === "workload") return workloadClass(plan, dim, event);
   const key = lookupKey(dim, event);
   if (!key) return byId(dim.unknownClass);
@@ -64,7 +79,7 @@ function classOf(plan: KernelPlan, dim: DimensionPlan, event: RuntimeEvent): Cla
 
 /** Scopes are decided in user space; a workload's class is the union of its scopes' contributions. */
 function workloadClass(plan: KernelPlan, dim: DimensionPlan, event: RuntimeEvent): ClassPlan {
-  if (!event.k8s?.namespace) return dim.classes.find((c) => c.id === dim.defaultClass)!;
+  if (!event.k8s?.namespace) return classById(dim, dim.defaultClass);
   const singles = new Set<number>();
   const bits = new Set<number>();
   for (const contribution of dim.scopes ?? []) {
