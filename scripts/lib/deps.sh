@@ -17,4 +17,5 @@ PALISADE_DEBIAN_PACKAGES=(
   libelf-dev      # scripts/build-enforcer: libbpf links against libelf (-lelf)
   zlib1g-dev      # scripts/build-enforcer: libbpf links against zlib (-lz)
   g++             # scripts/build-enforcer: compiles the native addon (src/enforcer/native/*.cc)
+  lua5.1          # test/argocd: runs the Argo CD health check (Argo CD embeds Lua 5.1, gopher-lua) against status snapshots
 )
