@@ -20,7 +20,7 @@ import {
 import { encodeGeneration, type Capabilities, type GenerationImage } from "./encode.ts";
 import { decodeRecord, toEnforcerEvent, type EnforcerEvent } from "./events.ts";
 import {
-  BPF_F_NO_PREALLOC, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LPM_TRIE, bpfObjectPath, native, type BpfError, type BpfObject,
+  BPF_F_NO_PREALLOC, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, bpfObjectPath, native, type BpfError, type BpfObject,
   type LinkInfo, type ProgramInfo,
 } from "./native.ts";
 import { capabilitiesOf, cgroupCanKill, probe, select, type Backend, type ProbeResult } from "./probe.ts";
@@ -110,6 +110,8 @@ export class Enforcer {
   private readonly plans = new Map<number, KernelPlan>();
   private readonly node: string;
   private closed = false;
+  /** Entries of each string trie of the generation in force (tries are filled once, at apply). */
+  private strTrieEntries: { hook: number; dim: number; entries: number }[] = [];
 
   private constructor(options: EnforcerOptions) {
     const problem = privilegeProblem();
@@ -269,6 +271,7 @@ export class Enforcer {
     const old = this.activeGen;
     this.activeGen = target;
     this.flips = flips;
+    this.strTrieEntries = image.strTries.map((t) => ({ hook: t.hook, dim: t.dim, entries: t.entries.count }));
     for (const seq of this.plans.keys()) if (this.plans.size > PLANS_KEPT) this.plans.delete(seq);
     // Programs that read the old generation before the flip may still be running: wait for
     // them all (an RCU grace period), then clear it.
@@ -383,6 +386,21 @@ export class Enforcer {
     this.assertOpen();
     const sums = native().percpuSums(this.fd.pal_counters!, COUNTERS);
     return Object.fromEntries(COUNTER_NAMES.map((name, i) => [name, sums[i]!])) as Record<CounterName, bigint>;
+  }
+
+  /**
+   * How full the bounded maps are, for the metrics endpoint: each hash and LPM-trie map
+   * (entries counted now; both generations share them), and each non-empty string trie of
+   * the plan in force, as pal_s<hook>_<dim> like the kernel names it.
+   */
+  mapUsage(): { map: string; entries: number; capacity: number }[] {
+    this.assertOpen();
+    const n = native();
+    const usage = this.obj.maps()
+      .filter((m) => m.type === BPF_MAP_TYPE_HASH || m.type === BPF_MAP_TYPE_LPM_TRIE)
+      .map((m) => ({ map: m.name, entries: n.mapKeys(m.fd, m.keySize).length / m.keySize, capacity: m.maxEntries }));
+    for (const t of this.strTrieEntries) usage.push({ map: `pal_s${t.hook}_${t.dim}`, entries: t.entries, capacity: MAX_LPM_ENTRIES });
+    return usage;
   }
 
   programs(): ProgramInfo[] {

@@ -109,6 +109,7 @@ export function bpfObjectPath(name: string): string {
 }
 
 // BPF map types and flags the enforcer creates itself (linux/bpf.h).
+export const BPF_MAP_TYPE_HASH = 1;
 export const BPF_MAP_TYPE_ARRAY = 2;
 export const BPF_MAP_TYPE_LPM_TRIE = 11;
 export const BPF_F_NO_PREALLOC = 1;
