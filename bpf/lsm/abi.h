@@ -14,7 +14,7 @@
 
 /* Bump on any incompatible change to a map or the event record. Pinned maps of another
  * ABI version are never reused: the agent loads fresh maps and swaps the programs. */
-#define PAL_ABI_VERSION 1
+#define PAL_ABI_VERSION 2
 
 #define PAL_GENS 2
 #define PAL_HOOKS 3
@@ -112,7 +112,12 @@ struct pal_addr_key {
 
 #define PAL_INT_HEADER_BITS 24
 
-/* workloads HASH: cgroup id -> class of the workload dimension (per gen and hook) */
+/* workloads HASH: cgroup id -> class of the workload dimension (per gen and hook; PAL_NONE
+ * on a hook whose rules do not use it: the entry then only names the workload in events).
+ * A process takes the class of its own cgroup or, failing that, of its nearest ancestor
+ * with an entry, at most PAL_WORKLOAD_DEPTH levels up: the controller classifies a pod's
+ * cgroup before its containers' cgroups exist. */
+#define PAL_WORKLOAD_DEPTH 8
 struct pal_workload_key {
 	__u64 cgroup_id;
 	__u8 gen;
@@ -190,6 +195,7 @@ struct pal_event {
 	__u32 seq;   /* low 32 bits of pal_config.flips when the event began: which plan decided */
 	__u64 ktime; /* bpf_ktime_get_boot_ns */
 	__u64 cgroup_id;
+	__u64 workload_id; /* the cgroup whose pal_workloads entry classified the process, or 0 */
 	__u32 pid;  /* thread id */
 	__u32 tgid;
 	__u32 ppid;

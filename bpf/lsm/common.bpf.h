@@ -192,6 +192,9 @@ struct pal_scratch {
 	__u32 seq;
 	__u32 pad2;
 	__u64 cgroup_id;
+	__u64 workload_id; /* valid once workload_state is 1 */
+	__u32 workload_state; /* 0: not looked up yet, 1: looked up */
+	__u32 workload_class;
 	__u8 daddr[16];
 	__u32 file_state; /* 0: not walked, 1: walked (w_* describe the file), 2: no file */
 	__u32 aliased;    /* w_* describe a pal_inodes name; ev->path holds the opened path */
@@ -582,6 +585,53 @@ static __always_inline int pal_file_key(struct pal_scratch *sc, __u32 d)
 
 /* ---- the decision ---- */
 
+/* The workload of the current task for this event's generation and hook: the class of its
+ * own cgroup or of its nearest ancestor with a pal_workloads entry (PAL_WORKLOAD_DEPTH levels
+ * up at most), or PAL_NONE; sc->workload_id names the cgroup that matched. Looked up once per
+ * event (the decision and the report share it). Cost for a process in no classified cgroup:
+ * one hash lookup per level up to the root's children (a host process of a systemd machine
+ * sits 2 to 4 levels down), plus three pointer reads for its level; paid only by hooks whose
+ * rules are scoped to workloads, and by events. */
+__noinline __u32 pal_workload_class(__u32 slot)
+{
+	struct pal_scratch *sc = bpf_map_lookup_elem(&pal_scratch, &slot);
+	if (!sc)
+		return PAL_NONE;
+	if (sc->workload_state)
+		return sc->workload_class;
+	sc->workload_state = 1;
+	sc->workload_id = 0;
+	sc->workload_class = PAL_NONE;
+	struct pal_workload_key *k = &sc->wkey;
+	k->cgroup_id = sc->cgroup_id;
+	k->gen = sc->gen & 1;
+	k->hook = sc->hook;
+	__builtin_memset(k->pad, 0, sizeof(k->pad));
+	__u32 *hit = bpf_map_lookup_elem(&pal_workloads, k);
+	if (!hit) {
+		struct task_struct *t = PAL_CAST(struct task_struct, bpf_get_current_task());
+		struct css_set *cs = PAL_CAST(struct css_set, PAL_GET(t, cgroups));
+		if (!cs)
+			return PAL_NONE;
+		struct cgroup *cg = PAL_CAST(struct cgroup, PAL_GET(cs, dfl_cgrp));
+		if (!cg)
+			return PAL_NONE;
+		int level = PAL_GET(cg, level);
+		/* level 0 is the root cgroup, never a workload */
+		for (int up = 1; up <= PAL_WORKLOAD_DEPTH && !hit; up++) {
+			if (level - up < 1)
+				break;
+			k->cgroup_id = bpf_get_current_ancestor_cgroup_id(level - up);
+			hit = bpf_map_lookup_elem(&pal_workloads, k);
+		}
+		if (!hit)
+			return PAL_NONE;
+	}
+	sc->workload_id = k->cgroup_id;
+	sc->workload_class = *hit;
+	return *hit;
+}
+
 /* Class id (within the generation) of dimension d for this event, whose scratch is in
  * `slot`. A global function: the verifier checks it once, not once per dimension and call
  * site. It takes the slot rather than the scratch pointer because older verifiers (6.1)
@@ -644,12 +694,8 @@ __noinline __u32 pal_class_of(__u32 slot, struct pal_proc *p, __u32 d)
 		__builtin_memcpy(k->addr, sc->daddr, 16);
 		hit = bpf_map_lookup_elem(&pal_addr, k);
 	} else {
-		struct pal_workload_key *k = &sc->wkey;
-		k->cgroup_id = sc->cgroup_id;
-		k->gen = gen;
-		k->hook = hook;
-		__builtin_memset(k->pad, 0, sizeof(k->pad));
-		hit = bpf_map_lookup_elem(&pal_workloads, k);
+		__u32 cls = pal_workload_class(slot);
+		return cls != PAL_NONE ? cls : hk->default_class[d];
 	}
 	return hit ? *hit : hk->default_class[d];
 }
@@ -747,6 +793,7 @@ static __always_inline void pal_begin(struct pal_scratch *sc, __u32 gen, __u32 s
 	sc->uid = (__u32)ug;
 	sc->gid = ug >> 32;
 	sc->cgroup_id = bpf_get_current_cgroup_id();
+	sc->workload_state = 0;
 	sc->family = 0;
 	sc->protocol = 0;
 	sc->dport = 0;
@@ -804,9 +851,11 @@ static __always_inline void pal_event_path(struct pal_event_path *dst, struct pa
 }
 
 /* Writes the event record; the file path (if walked) comes from sc->buf. */
-static __always_inline void pal_emit(struct pal_scratch *sc, struct pal_proc *p, __u32 rank, __u8 verdict)
+static __always_inline void pal_emit(struct pal_scratch *sc, __u32 slot, struct pal_proc *p, __u32 rank, __u8 verdict)
 {
 	struct pal_event *ev = &sc->ev;
+	pal_workload_class(slot); /* names the workload in the report */
+	ev->workload_id = sc->workload_id;
 	ev->abi_version = PAL_ABI_VERSION;
 	ev->gen = sc->gen;
 	ev->hook = sc->hook;
@@ -960,7 +1009,7 @@ static __always_inline int pal_hook_exec(struct task_struct *task, struct file *
 		if (rank != PAL_NONE) {
 			__u8 verdict = pal_verdict(sc, rank);
 			fail = pal_act(sc, verdict, can_deny, 1);
-			pal_emit(sc, &sc->proc, rank, verdict);
+			pal_emit(sc, slot, &sc->proc, rank, verdict);
 		}
 	}
 	pal_leave(slot);
@@ -1041,7 +1090,7 @@ static __always_inline int pal_hook_open(struct file *file, long fd, int can_den
 		fail = pal_act(sc, verdict, can_deny, 1);
 		if (sc->file_state == 0)
 			pal_walk_file(sc, slot, file ? file : pal_fd_file(fd)); /* for the report */
-		pal_emit(sc, p, rank, verdict);
+		pal_emit(sc, slot, p, rank, verdict);
 	}
 	pal_leave(slot);
 	return fail;
@@ -1136,7 +1185,7 @@ static __always_inline int pal_hook_connect(struct pal_dest *d, int can_deny, in
 		/* Without a signal (cgroup hooks of older kernels, such as 6.1) a kill verdict fails the
 		 * call: the encoder refuses kill there, so this only fails closed. */
 		fail = pal_act(sc, verdict, can_deny, can_kill);
-		pal_emit(sc, p, rank, verdict);
+		pal_emit(sc, slot, p, rank, verdict);
 	}
 	pal_leave(slot);
 	return fail;

@@ -3,7 +3,7 @@
 // equal to what the C compiler says (the addon reports sizeof/offsetof).
 // docs/kernel-abi.md describes the maps.
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const GENS = 2;
 export const HOOKS = 3;
@@ -17,6 +17,8 @@ export const MAX_RANKS = 65536;
 export const MAX_CLASSES = 32768;
 export const MAX_LPM_ENTRIES = 262144;
 export const INT_HEADER_BITS = 24;
+/** Levels above its own cgroup at which a process finds its workload (PAL_WORKLOAD_DEPTH). */
+export const WORKLOAD_DEPTH = 8;
 export const PATH_MAX = 4096;
 
 export const V_NONE = 0;
@@ -59,7 +61,7 @@ export const LAYOUT = {
   "sizeof pal_bin": 784,
   "sizeof pal_proc": 1576,
   "sizeof pal_event_path": 520,
-  "sizeof pal_event": 5496,
+  "sizeof pal_event": 5504,
   "pal_hook.default_class": 16,
   "pal_hook.unknown_class": 104,
   "pal_class.bits": 8,
@@ -71,24 +73,25 @@ export const LAYOUT = {
   "pal_event.seq": 20,
   "pal_event.ktime": 24,
   "pal_event.cgroup_id": 32,
-  "pal_event.pid": 40,
-  "pal_event.tgid": 44,
-  "pal_event.ppid": 48,
-  "pal_event.uid": 52,
-  "pal_event.gid": 56,
-  "pal_event.family": 60,
-  "pal_event.protocol": 61,
-  "pal_event.dport": 62,
-  "pal_event.daddr": 64,
-  "pal_event.binary": 80,
-  "pal_event.parent": 600,
-  "pal_event.ino": 1120,
-  "pal_event.dev": 1128,
-  "pal_event.alias_len": 1132,
-  "pal_event.alias": 1136,
-  "pal_event.path_len": 1392,
-  "pal_event.path_flags": 1396,
-  "pal_event.path": 1400,
+  "pal_event.workload_id": 40,
+  "pal_event.pid": 48,
+  "pal_event.tgid": 52,
+  "pal_event.ppid": 56,
+  "pal_event.uid": 60,
+  "pal_event.gid": 64,
+  "pal_event.family": 68,
+  "pal_event.protocol": 69,
+  "pal_event.dport": 70,
+  "pal_event.daddr": 72,
+  "pal_event.binary": 88,
+  "pal_event.parent": 608,
+  "pal_event.ino": 1128,
+  "pal_event.dev": 1136,
+  "pal_event.alias_len": 1140,
+  "pal_event.alias": 1144,
+  "pal_event.path_len": 1400,
+  "pal_event.path_flags": 1404,
+  "pal_event.path": 1408,
   "pal_event_path.prefix": 8,
   "pal_event_path.suffix": 264,
 } as const;
@@ -239,6 +242,15 @@ export function addrKey(gen: number, hook: number, dim: number, bits: number, fa
 
 /** Byte offset of the generation in int, addr, workload and inode keys (for clearing a generation). */
 export const GEN_OFFSET = { int: 4, addr: 4, workload: 8, inode: 12 } as const;
+
+/** pal_workload_key: a cgroup v2 id (the cgroup directory's inode number) for one generation and hook. */
+export function workloadKey(gen: number, hook: number, cgroupId: bigint): Uint8Array {
+  const k = new Uint8Array(WORKLOAD_KEY_SIZE);
+  new DataView(k.buffer).setBigUint64(0, cgroupId, LE);
+  k[8] = gen;
+  k[9] = hook;
+  return k;
+}
 
 /** A file's identity as the kernel encodes it: inode number and device (major << 20 | minor). */
 export interface FileIdentity {

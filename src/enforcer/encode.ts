@@ -4,14 +4,16 @@
 // a message, before anything is written.
 
 import type { Capabilities } from "../compiler/index.ts";
+import type { KubernetesInfo } from "../events/event.ts";
 import { DIMENSIONS, dimensionByName, HOOK_IDS } from "../plan/dimensions.ts";
-import { entryPrefix } from "../plan/evaluate.ts";
+import { entryPrefix, scopeContains } from "../plan/evaluate.ts";
 import type { HookPlan, KernelPlan, Slot } from "../plan/types.ts";
 import {
   ALIAS_SIZE, INODE_KEY_SIZE, inodeKey, packAlias, type FileIdentity,
   ADDR_KEY_SIZE, bitRankIndex, CLASS_SIZE, classIndex, HOOK_SIZE, hookIndex, INT_KEY_SIZE, MAX_BIT_WORDS, MAX_BITS,
   MAX_CLASSES, MAX_LPM_ENTRIES, MAX_RANKS, NONE, packClass, packHook, Records, STR_DIMS, STR_KEY_SIZE, strKey, strSlot,
-  u32, V_AUDIT, V_DENY, V_KILL, V_MONITOR, V_USERSPACE, addrKey, intKey, verdictIndex,
+  u32, V_AUDIT, V_DENY, V_KILL, V_MONITOR, V_USERSPACE, addrKey, intKey, verdictIndex, WORKLOAD_KEY_SIZE, workloadKey,
+  HOOKS,
 } from "./abi.ts";
 
 export type { Capabilities } from "../compiler/index.ts";
@@ -53,6 +55,95 @@ export interface GenerationImage {
   inodes: Records;
   /** The same, readable: "ino:dev" -> path. */
   aliases: Map<string, string>;
+  /** Classified cgroups: (cgroup id, hook) -> class (pal_workloads). Their classes are in `classes`. */
+  workloads: Records;
+  /** The class ids the workloads use, for later changes to this generation's workloads. */
+  workloadClasses: WorkloadClasses;
+}
+
+/**
+ * A pod (or container) the controller found on this node, by the fields of `event.k8s`.
+ * Labels and namespace labels decide selectors; events report the other fields.
+ */
+export type Workload = KubernetesInfo;
+
+/** pal_workloads entries per generation: the map holds 65536 for both generations. */
+const MAX_WORKLOAD_ENTRIES = 32768;
+
+/**
+ * The classes of one generation's workload dimension. A workload's class on a hook is the
+ * union of what the scopes it is in contribute, so classes exist per distinct union, not
+ * per workload: ids are allocated above the plan's own, once per distinct value, and never
+ * reused for another value while the generation is active (a program may hold the id).
+ */
+export class WorkloadClasses {
+  private readonly ids: Map<string, number> = new Map();
+  private next: number;
+  private readonly planClasses: number;
+
+  constructor(plan: KernelPlan | WorkloadClasses) {
+    if (plan instanceof WorkloadClasses) {
+      this.ids = new Map(plan.ids);
+      this.planClasses = plan.planClasses;
+      this.next = plan.next;
+      return;
+    }
+    let max = -1;
+    for (const hook of plan.hooks) for (const dim of hook.dimensions) for (const c of dim.classes) max = Math.max(max, c.id);
+    this.planClasses = max + 1;
+    this.next = max + 1;
+  }
+
+  /** A copy to allocate into, kept only once what it allocated is written. */
+  clone(): WorkloadClasses {
+    return new WorkloadClasses(this);
+  }
+
+  /** The id of a class value; a new one is added to `fresh`, to be written before any entry names it. */
+  idOf(gen: 0 | 1, value: Uint8Array, fresh: Records): number {
+    const key = Buffer.from(value).toString("hex");
+    let id = this.ids.get(key);
+    if (id === undefined) {
+      if (this.next >= MAX_CLASSES) {
+        throw new EncodeError(`the workloads on this node need more classes than the kernel holds: the plan uses ${this.planClasses}, ` +
+          `workloads ${this.ids.size} distinct combinations of scopes, the limit is ${MAX_CLASSES} per generation`);
+      }
+      id = this.next++;
+      this.ids.set(key, id);
+      fresh.add(idx(classIndex(gen, id)), value);
+    }
+    return id;
+  }
+}
+
+/** The workload entries of `plan` for one generation; classes new to `table` go into `classes`. */
+export function encodeWorkloads(plan: KernelPlan, gen: 0 | 1, workloads: ReadonlyMap<bigint, Workload>, table: WorkloadClasses, classes: Records): Records {
+  if (workloads.size * HOOKS > MAX_WORKLOAD_ENTRIES) {
+    throw new EncodeError(`${workloads.size} classified cgroups need ${workloads.size * HOOKS} workload entries; ` +
+      `the kernel holds ${MAX_WORKLOAD_ENTRIES} per generation (${Math.floor(MAX_WORKLOAD_ENTRIES / HOOKS)} cgroups)`);
+  }
+  const entries = new Records(WORKLOAD_KEY_SIZE, 4);
+  const hooks = plan.hooks.map((hook) => ({ id: HOOK_IDS[hook.hook], dim: hook.dimensions.find((d) => d.name === "workload") }));
+  for (const [cgroupId, workload] of workloads) {
+    const event = { hook: "process.exec" as const, process: { pid: 0, uid: 0, binary: "" }, k8s: workload };
+    const inScope = plan.scopes.map((scope) => scopeContains(scope, event));
+    for (const { id, dim } of hooks) {
+      // A hook without scoped rules still gets the entry: it names the workload in events.
+      let cls = NONE;
+      if (dim) {
+        let best = NONE;
+        const bits = new Set(dim.wildcardBits);
+        for (const c of dim.scopes ?? []) {
+          if (!inScope[c.scope]) continue;
+          for (const r of c.singles) best = Math.min(best, r);
+          for (const b of c.bits) bits.add(b);
+        }
+        cls = table.idOf(gen, packClass({ bestSingle: best, bits: bitWords(bits) }), classes);
+      }
+      entries.add(workloadKey(gen, id, cgroupId), u32(cls));
+    }
+  }
+  return entries;
 }
 
 /** The kernel verdict byte of a slot: what the kernel does, plus whether user space must confirm. */
@@ -83,6 +174,8 @@ export interface EncodeOptions {
    * Without it, hard links are matched by their own path only.
    */
   identify?: (path: string) => FileIdentity | undefined;
+  /** Classified cgroups (cgroup v2 id -> workload) on this node. */
+  workloads?: ReadonlyMap<bigint, Workload>;
 }
 
 /** Dimensions whose exact values name files: a hard link to one of them is decided under the rule's name. */
@@ -101,10 +194,13 @@ export function encodeGeneration(plan: KernelPlan, gen: 0 | 1, capabilities?: Ca
     addrs: new Records(ADDR_KEY_SIZE, 4),
     inodes: new Records(INODE_KEY_SIZE, ALIAS_SIZE),
     aliases: new Map(),
+    workloads: new Records(WORKLOAD_KEY_SIZE, 4),
+    workloadClasses: new WorkloadClasses(plan),
   };
   const seenClasses = new Set<number>();
   for (const hook of plan.hooks) encodeHook(hook, gen, capabilities?.[hook.hook], image, seenClasses);
   if (options.identify) encodeIdentities(plan, gen, options.identify, image);
+  if (options.workloads) image.workloads = encodeWorkloads(plan, gen, options.workloads, image.workloadClasses, image.classes);
   if (image.ints.count > MAX_LPM_ENTRIES / 2 || image.addrs.count > MAX_LPM_ENTRIES / 2) {
     throw new EncodeError(`the plan needs ${Math.max(image.ints.count, image.addrs.count)} integer or address entries; ` +
       `the kernel holds ${MAX_LPM_ENTRIES / 2} per generation`);
@@ -174,8 +270,8 @@ function encodeHook(hook: HookPlan, gen: 0 | 1, can: readonly ("deny" | "kill")[
         image.addrs.add(addrKey(gen, hookId, dim.id, bits, bytes), u32(e.class));
       }
     }
-    // workload: no entries; the default class (host processes) until the controller
-    // classifies cgroups (pal_workloads).
+    // workload: no entries here; classified cgroups get theirs in pal_workloads
+    // (encodeWorkloads), every other process the default class (host processes).
   }
   if (hook.alwaysRank !== null && hook.alwaysRank >= MAX_RANKS) throw new EncodeError(`always rank ${hook.alwaysRank} out of range`);
   image.hooks.add(idx(hookIndex(gen, hookId)), packHook({

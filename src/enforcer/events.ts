@@ -1,7 +1,7 @@
 // Ring buffer records (struct pal_event) decoded, and turned into the events of the brief
 // with the plan of the generation that decided them.
 
-import type { EventAction, RuntimeEvent } from "../events/event.ts";
+import type { EventAction, KubernetesInfo, RuntimeEvent } from "../events/event.ts";
 import { HOOKS, policyId, type Hook } from "../policy/model.ts";
 import { formatIp } from "../policy/ip.ts";
 import { evaluate } from "../plan/evaluate.ts";
@@ -44,6 +44,8 @@ export interface KernelRecord {
   lazyProcess: boolean;
   bootTimeNs: bigint;
   cgroupId: bigint;
+  /** The classified cgroup (the process's own or an ancestor) that made it a workload. */
+  workloadId?: bigint;
   tid: number;
   pid: number;
   ppid: number;
@@ -119,6 +121,8 @@ export function decodeRecord(record: Uint8Array): KernelRecord {
     binary: eventPath(record, LAYOUT["pal_event.binary"]),
     parent: eventPath(record, LAYOUT["pal_event.parent"]),
   };
+  const workloadId = v.getBigUint64(LAYOUT["pal_event.workload_id"], true);
+  if (workloadId) out.workloadId = workloadId;
   if (hook === "file.open") {
     const length = v.getUint32(LAYOUT["pal_event.path_len"], true);
     const f = pathFlags(v.getUint32(LAYOUT["pal_event.path_flags"], true));
@@ -177,15 +181,33 @@ export function runtimeEventOf(record: KernelRecord): RuntimeEvent {
   return e;
 }
 
+/** The workload fields events report (labels only decide selectors). */
+const REPORTED_K8S = ["namespace", "pod", "container", "image", "podUid", "containerId"] as const;
+
 /**
  * Turns a record into the reported event. Returns undefined when user space must confirm
  * the rule (userspaceCheck) and it does not hold: the kernel over-approximated.
+ * `workload` is the one the record's workloadId names.
  */
-export function toEnforcerEvent(record: KernelRecord, plan: KernelPlan | undefined, options: { node?: string; time?: Date } = {}): EnforcerEvent | undefined {
+export function toEnforcerEvent(
+  record: KernelRecord, plan: KernelPlan | undefined, options: { node?: string; time?: Date; workload?: KubernetesInfo } = {},
+): EnforcerEvent | undefined {
   const event = runtimeEventOf(record);
   if (options.time) event.time = options.time.toISOString();
   if (options.node) event.node = options.node;
   event.action = ACTIONS[record.verdict];
+  // The whole workload while deciding (selectors read labels), the reported fields after.
+  if (options.workload) event.k8s = options.workload;
+  const result = decided(event, record, plan);
+  if (result && options.workload) {
+    const k8s: KubernetesInfo = {};
+    for (const f of REPORTED_K8S) if (options.workload[f] !== undefined) k8s[f] = options.workload[f];
+    result.event.k8s = k8s;
+  }
+  return result;
+}
+
+function decided(event: RuntimeEvent, record: KernelRecord, plan: KernelPlan | undefined): EnforcerEvent | undefined {
   if (!plan) return { event, record };
   const hook = plan.hooks.find((h) => h.hook === record.hook);
   let slot = hook?.slots[record.rank];

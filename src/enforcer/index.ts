@@ -15,9 +15,9 @@ import type { Hook } from "../policy/model.ts";
 import {
   ABI_VERSION, CONFIG_SIZE, HOOK_SIZE, COUNTER_NAMES, COUNTERS, GEN_OFFSET, HOOKS, IDLE_HOOK, MAX_LPM_ENTRIES, packConfig, packHook,
   Records, STR_DIMS, STR_KEY_SIZE, strSlot, u32, unpackConfig, WORKLOAD_KEY_SIZE, ADDR_KEY_SIZE, INT_KEY_SIZE,
-  INODE_KEY_SIZE, kernelDev, type CounterName, type FileIdentity,
+  INODE_KEY_SIZE, kernelDev, CLASS_SIZE, type CounterName, type FileIdentity,
 } from "./abi.ts";
-import { encodeGeneration, type Capabilities, type GenerationImage } from "./encode.ts";
+import { encodeGeneration, encodeWorkloads, type Capabilities, type GenerationImage, type Workload, type WorkloadClasses } from "./encode.ts";
 import { decodeRecord, toEnforcerEvent, type EnforcerEvent } from "./events.ts";
 import {
   BPF_F_NO_PREALLOC, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, bpfObjectPath, native, type BpfError, type BpfObject,
@@ -28,7 +28,7 @@ import { attachSpecs, failedPrograms, type BackendAttachSpec } from "./backends.
 import { cgroup2Root, ensureFilesystems, privilegeProblem } from "./system.ts";
 
 export { probe, BACKEND_INFO, BACKEND_ORDER, type ProbeResult, type HookProbe, type Backend } from "./probe.ts";
-export { encodeGeneration, EncodeError, TRACEPOINT_CAPABILITIES, type Capabilities, type GenerationImage } from "./encode.ts";
+export { encodeGeneration, EncodeError, TRACEPOINT_CAPABILITIES, type Capabilities, type GenerationImage, type Workload } from "./encode.ts";
 export { capabilitiesOf, describeActions } from "./probe.ts";
 export { decodeRecord, toEnforcerEvent, type EnforcerEvent, type KernelRecord } from "./events.ts";
 
@@ -43,6 +43,8 @@ export interface EnforcerOptions {
   reuse?: boolean;
   /** Applied before the programs attach, so there is no moment without rules. */
   plan?: KernelPlan;
+  /** Classified cgroups the first plan is applied with (see setWorkloads). */
+  workloads?: ReadonlyMap<bigint, Workload>;
   onEvent?: (event: EnforcerEvent) => void;
   /** Records that could not be decoded. */
   onError?: (error: Error) => void;
@@ -87,6 +89,8 @@ const OBJECT_FLAVOURS = ["enforcer", "enforcer.compat"];
 
 const PLANS_KEPT = 8;
 
+const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+
 export class Enforcer {
   readonly pinDir: string;
   readonly cgroupRoot: string | undefined;
@@ -110,6 +114,13 @@ export class Enforcer {
   private readonly plans = new Map<number, KernelPlan>();
   private readonly node: string;
   private closed = false;
+  /** Classified cgroups, as last given to setWorkloads. */
+  private workloads: ReadonlyMap<bigint, Workload> = new Map();
+  /**
+   * What the active generation holds of them: its class ids, and its pal_workloads entries
+   * (key hex -> value; an empty value when unknown, after a failed write).
+   */
+  private activeWorkloads?: { classes: WorkloadClasses; entries: Map<string, Uint8Array> };
   /** Entries of each string trie of the generation in force (tries are filled once, at apply). */
   private strTrieEntries: { hook: number; dim: number; entries: number }[] = [];
 
@@ -213,6 +224,7 @@ export class Enforcer {
   static open(options: EnforcerOptions = {}): Enforcer {
     const enforcer = new Enforcer(options);
     try {
+      if (options.workloads) enforcer.setWorkloads(options.workloads);
       if (options.plan) enforcer.applyPlan(options.plan);
       else enforcer.prepareInactive();
       enforcer.attach();
@@ -244,7 +256,7 @@ export class Enforcer {
     this.assertOpen();
     const started = performance.now();
     const target = (1 - this.activeGen) as 0 | 1;
-    const image = encodeGeneration(plan, target, this.capabilities, { identify });
+    const image = encodeGeneration(plan, target, this.capabilities, { identify, workloads: this.workloads });
     this.prepareInactive();
     try {
       this.writeGeneration(image);
@@ -271,6 +283,7 @@ export class Enforcer {
     const old = this.activeGen;
     this.activeGen = target;
     this.flips = flips;
+    this.activeWorkloads = { classes: image.workloadClasses, entries: new Map(image.workloads.entries().map(([k, v]) => [hex(k), v])) };
     this.strTrieEntries = image.strTries.map((t) => ({ hook: t.hook, dim: t.dim, entries: t.entries.count }));
     for (const seq of this.plans.keys()) if (this.plans.size > PLANS_KEPT) this.plans.delete(seq);
     // Programs that read the old generation before the flip may still be running: wait for
@@ -279,7 +292,7 @@ export class Enforcer {
     this.barrier();
     this.clearGeneration(old);
     this.inactiveClean = true;
-    const entries = image.classes.count + image.ints.count + image.inodes.count + image.addrs.count + image.strTries.reduce((s, t) => s + t.entries.count, 0);
+    const entries = image.classes.count + image.workloads.count + image.ints.count + image.inodes.count + image.addrs.count + image.strTries.reduce((s, t) => s + t.entries.count, 0);
     const warnings: string[] = [];
     for (const hook of plan.hooks) {
       const probed = this.probe.hooks.find((h) => h.hook === hook.hook);
@@ -288,6 +301,58 @@ export class Enforcer {
       }
     }
     return { generation: target, digest: plan.digest, entries, durationMs: performance.now() - started, warnings };
+  }
+
+  /**
+   * The cgroups the controller classified on this node, by cgroup v2 id (the inode number of
+   * the cgroup's directory, what bpf_get_current_cgroup_id() returns), replacing the previous
+   * set. A process takes the workload of its own cgroup or of its nearest classified ancestor
+   * (up to WORKLOAD_DEPTH levels up), so classifying a pod's cgroup covers its containers
+   * from their first instruction. Only the difference is written, into the generation in
+   * force; every later plan carries the set. Throws EncodeError (nothing written) past the
+   * kernel's limits.
+   */
+  setWorkloads(workloads: ReadonlyMap<bigint, Workload>): void {
+    this.assertOpen();
+    const next = new Map(workloads);
+    const plan = this.plan;
+    const active = this.activeWorkloads;
+    this.workloads = next;
+    if (!plan || !active) return; // the first plan carries them
+    const n = native();
+    const gen = this.activeGen;
+    const classes = active.classes.clone();
+    const fresh = new Records(4, CLASS_SIZE);
+    const wanted = encodeWorkloads(plan, gen, next, classes, fresh);
+    const changed = new Records(WORKLOAD_KEY_SIZE, 4);
+    const entries = new Map<string, Uint8Array>();
+    for (const [k, v] of wanted.entries()) {
+      const key = hex(k);
+      entries.set(key, v);
+      const was = active.entries.get(key);
+      if (!was || Buffer.compare(was, v) !== 0) changed.add(k, v);
+    }
+    const stale = [...active.entries.keys()].filter((k) => !entries.has(k)).map((k) => Buffer.from(k, "hex"));
+    // New classes before any entry names them; an entry changes in one update.
+    if (fresh.count) n.mapUpdateMany(this.fd.pal_classes!, fresh.keyBuffer(), fresh.valueBuffer(), 4, CLASS_SIZE, { batch: true });
+    active.classes = classes;
+    try {
+      if (changed.count) n.mapUpdateMany(this.fd.pal_workloads!, changed.keyBuffer(), changed.valueBuffer(), WORKLOAD_KEY_SIZE, 4, { batch: true });
+      if (stale.length) n.mapDeleteMany(this.fd.pal_workloads!, Buffer.concat(stale), WORKLOAD_KEY_SIZE);
+    } catch (e) {
+      // Each entry is whole, old or new; which ones changed is unknown: the next call rewrites all.
+      active.entries = new Map(this.generationKeys("pal_workloads", WORKLOAD_KEY_SIZE, GEN_OFFSET.workload, gen).map((k) => [hex(k), new Uint8Array(0)]));
+      throw new ApplyError(`classifying workloads failed part-way; each cgroup has its old or its new class: ${(e as Error).message}`, { cause: e });
+    }
+    active.entries = entries;
+  }
+
+  /** Keys of one generation in a hash or LPM map whose keys carry the generation at `genOffset`. */
+  private generationKeys(map: string, keySize: number, genOffset: number, gen: 0 | 1): Buffer[] {
+    const keys = native().mapKeys(this.fd[map]!, keySize);
+    const mine: Buffer[] = [];
+    for (let at = 0; at < keys.length; at += keySize) if (keys[at + genOffset] === gen) mine.push(keys.subarray(at, at + keySize));
+    return mine;
   }
 
   /** Makes sure nothing reads the inactive generation and it holds nothing. */
@@ -322,6 +387,7 @@ export class Enforcer {
     many("pal_int", image.ints, false);
     many("pal_addr", image.addrs, false);
     many("pal_classes", image.classes, true);
+    many("pal_workloads", image.workloads, true);
     many("pal_bit_ranks", image.bitRanks, true);
     many("pal_verdicts", image.verdicts, true);
     many("pal_hooks", image.hooks, true);
@@ -336,9 +402,7 @@ export class Enforcer {
     for (let h = 0; h < HOOKS; h++) for (let d = 0; d < STR_DIMS; d++) slots.push(strSlot(gen, h, d));
     n.outerSet(this.fd.pal_str!, Uint32Array.from(slots), Int32Array.from(slots.map(() => this.emptyTrie)));
     const purge = (map: string, keySize: number, genOffset: number) => {
-      const keys = n.mapKeys(this.fd[map]!, keySize);
-      const mine: Buffer[] = [];
-      for (let at = 0; at < keys.length; at += keySize) if (keys[at + genOffset] === gen) mine.push(keys.subarray(at, at + keySize));
+      const mine = this.generationKeys(map, keySize, genOffset, gen);
       if (mine.length) n.mapDeleteMany(this.fd[map]!, Buffer.concat(mine), keySize);
     };
     purge("pal_int", INT_KEY_SIZE, GEN_OFFSET.int);
@@ -373,7 +437,8 @@ export class Enforcer {
         try {
           const record = decodeRecord(raw);
           const time = new Date(wallNow - Number(bootNow - record.bootTimeNs) / 1e6);
-          const out = toEnforcerEvent(record, this.plans.get(record.seq), { node: this.node, time });
+          const workload = record.workloadId === undefined ? undefined : this.workloads.get(record.workloadId);
+          const out = toEnforcerEvent(record, this.plans.get(record.seq), { node: this.node, time, ...(workload && { workload }) });
           if (out) onEvent(out);
         } catch (e) {
           onError?.(e as Error);

@@ -11,7 +11,7 @@ import { HOOK_IDS } from "../plan/dimensions.ts";
 import { addrKey as planAddrKey, intKey as planIntKey, prefixKey, suffixKey } from "../plan/keys.ts";
 import {
   addrKey, bitRankIndex, classIndex, DIMS, hookIndex, intKey, NONE, readU32, STR_BYTES, strSlot, unpackClass, unpackHook,
-  verdictIndex, type ClassValue, type HookValue, type Records,
+  verdictIndex, WORKLOAD_DEPTH, type ClassValue, type HookValue, type Records,
 } from "./abi.ts";
 import type { GenerationImage } from "./encode.ts";
 
@@ -69,6 +69,9 @@ export class KernelModel {
   private readonly strTries = new Map<number, Lpm>();
   private readonly ints: Lpm;
   private readonly addrs: Lpm;
+  /** "cgroup id/hook" -> class */
+  private readonly workloads = new Map<string, number>();
+  private cgroups: readonly bigint[] = [];
 
   constructor(image: GenerationImage) {
     this.gen = image.gen;
@@ -79,10 +82,18 @@ export class KernelModel {
     for (const t of image.strTries) this.strTries.set(t.slot, lpm(t.entries));
     this.ints = lpm(image.ints);
     this.addrs = lpm(image.addrs);
+    for (const [k, v] of image.workloads.entries()) {
+      const key = new DataView(k.buffer, k.byteOffset, k.byteLength);
+      this.workloads.set(`${key.getBigUint64(0, true)}/${k[9]}`, readU32(v));
+    }
   }
 
-  /** The kernel's answer for an event (host processes: the workload map is empty). */
-  decide(event: RuntimeEvent, unresolved: Unresolved = {}): ModelDecision | null {
+  /**
+   * The kernel's answer for an event. `cgroups` is the process's cgroup and its ancestors,
+   * nearest first (without the root); the default is the event's own cgroup alone.
+   */
+  decide(event: RuntimeEvent, unresolved: Unresolved = {}, cgroups?: readonly bigint[]): ModelDecision | null {
+    this.cgroups = cgroups ?? (event.process.cgroupId === undefined ? [] : [BigInt(event.process.cgroupId)]);
     const hook = HOOK_IDS[event.hook];
     const hk = this.hooks.get(hookIndex(this.gen, hook));
     if (!hk || (hk.dims === 0 && hk.alwaysRank === NONE)) return null;
@@ -147,6 +158,11 @@ export class KernelModel {
       const key = addrKey(this.gen, hook, d, 8 + 128, planAddrKey(ip));
       return lpmLookup(this.addrs, key.subarray(4)) ?? fallback;
     }
-    return fallback; // workload: no cgroup is classified, every process is a host process
+    // workload: the process's own cgroup or its nearest classified ancestor
+    for (const id of this.cgroups.slice(0, 1 + WORKLOAD_DEPTH)) {
+      const cls = this.workloads.get(`${id}/${hook}`);
+      if (cls !== undefined) return cls === NONE ? fallback : cls;
+    }
+    return fallback;
   }
 }

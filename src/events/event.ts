@@ -24,6 +24,10 @@ export interface KubernetesInfo {
   labels?: Record<string, string>;
   /** Namespace labels; likewise only for recorded test events. */
   namespaceLabels?: Record<string, string>;
+  /** metadata.uid of the pod. */
+  podUid?: string;
+  /** The container runtime's id, as in the pod's status (`containerd://…` prefix removed or kept as given). */
+  containerId?: string;
 }
 
 export interface RuntimeEvent {

@@ -6,9 +6,9 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { compile } from "../../src/compiler/index.ts";
 import { evaluate } from "../../src/plan/evaluate.ts";
-import { encodeGeneration, EncodeError, TRACEPOINT_CAPABILITIES, verdictByte } from "../../src/enforcer/encode.ts";
+import { encodeGeneration, encodeWorkloads, EncodeError, TRACEPOINT_CAPABILITIES, verdictByte, WorkloadClasses, type Workload } from "../../src/enforcer/encode.ts";
 import { KernelModel } from "../../src/enforcer/kernel-model.ts";
-import { readU32, unpackHook, V_DENY, V_KILL, V_MONITOR, V_AUDIT, V_USERSPACE, MAX_CLASSES } from "../../src/enforcer/abi.ts";
+import { readU32, unpackHook, V_DENY, V_KILL, V_MONITOR, V_AUDIT, V_USERSPACE, MAX_CLASSES, CLASS_SIZE, Records } from "../../src/enforcer/abi.ts";
 import { HOOK_IDS } from "../../src/plan/dimensions.ts";
 import { eventArb, policiesArb } from "../support/generators.ts";
 import { makePolicy } from "../support/policies.ts";
@@ -40,6 +40,65 @@ describe("encoder: generation images decide like the reference evaluator", () =>
       { numRuns: 300 },
     );
     expect(decided).toBeGreaterThan(500);
+  });
+
+  it("classified cgroups decide like the evaluator's workloads, by their own cgroup or their nearest classified ancestor", () => {
+    let scoped = 0;
+    fc.assert(
+      fc.property(policiesArb, fc.array(eventArb, { minLength: 20, maxLength: 40 }), fc.constantFrom<0 | 1>(0, 1), (policies, events, gen) => {
+        const { plan, diagnostics } = compile(policies);
+        fc.pre(!diagnostics.some((d) => d.code === "TooManyAlternatives"));
+        // Event i runs in cgroup 1000 + i, a child of the classified pod cgroup 100 + i
+        // (even i) or classified itself (odd i); host events in cgroups nobody classified.
+        const workloads = new Map<bigint, Workload>();
+        const chains = events.map((e, i) => {
+          if (!e.k8s) return [BigInt(5000 + i), 1n];
+          const own = BigInt(1000 + i), pod = BigInt(100 + i);
+          workloads.set(i % 2 ? own : pod, e.k8s);
+          return [own, pod, 1n];
+        });
+        const model = new KernelModel(encodeGeneration(plan!, gen, undefined, { workloads }));
+        events.forEach((event, i) => {
+          const want = evaluate(plan!, event).kernelRank;
+          const got = model.decide(event, {}, chains[i]);
+          expect(got?.rank ?? null, JSON.stringify({ event, rules: policies.map((p) => p.rules.map((r) => r.match)) })).toBe(want);
+          if (event.k8s && plan!.scopes.length) scoped++;
+        });
+      }),
+      { numRuns: 200 },
+    );
+    expect(scoped).toBeGreaterThan(200);
+  });
+
+  it("gives equal workload classes one id, and refuses more distinct ones than the kernel holds", () => {
+    const { plan } = compile([
+      makePolicy({ name: "prod", kind: "TracingPolicyNamespaced", namespace: "prod", rules: [{ name: "r", hook: "process.exec", match: 'process.binary == "/bin/sh"', action: "kill" }] }),
+      makePolicy({ name: "api", selector: { podSelector: { matchLabels: { app: "api" } } }, rules: [{ name: "s", hook: "process.exec", match: 'process.binary == "/bin/nc"', action: "kill" }] }),
+    ]);
+    const table = new WorkloadClasses(plan!);
+    const fresh = new Records(4, CLASS_SIZE);
+    const pods = new Map<bigint, Workload>([
+      [1n, { namespace: "prod", pod: "a", labels: { app: "api" } }],
+      [2n, { namespace: "prod", pod: "b", labels: { app: "api" } }],
+      [3n, { namespace: "prod", pod: "c" }],
+      [4n, { namespace: "dev", pod: "d" }],
+      [5n, { namespace: "dev", pod: "e", labels: { app: "api" } }],
+    ]);
+    const entries = encodeWorkloads(plan!, 0, pods, table, fresh);
+    expect(entries.count).toBe(5 * 3);
+    // prod+api, prod, neither, api: four distinct classes on process.exec
+    expect(fresh.count).toBe(4);
+    const exec = (id: bigint) => readU32(entries.entries().find(([k]) => k[9] === 0 && new DataView(k.buffer).getBigUint64(0, true) === id)![1]);
+    expect(exec(1n)).toBe(exec(2n));
+    expect(new Set([1n, 3n, 4n, 5n].map(exec)).size).toBe(4);
+    // The same set again allocates nothing.
+    const again = new Records(4, CLASS_SIZE);
+    encodeWorkloads(plan!, 0, pods, table, again);
+    expect(again.count).toBe(0);
+
+    const tooMany = structuredClone(plan!);
+    tooMany.hooks[0]!.dimensions.forEach((d) => d.classes.push({ id: MAX_CLASSES - 2, singles: [], bits: [] }));
+    expect(() => encodeWorkloads(tooMany, 0, pods, new WorkloadClasses(tooMany), new Records(4, CLASS_SIZE))).toThrow(/more classes than the kernel holds/);
   });
 
   it("an unresolved path takes the unknown class: enforcing rules on that path hold, others do not", () => {

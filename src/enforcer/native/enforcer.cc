@@ -719,7 +719,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   SZ(pal_workload_key); SZ(pal_inode_key); SZ(pal_alias); SZ(pal_bin); SZ(pal_proc); SZ(pal_event_path); SZ(pal_event);
   OFF(pal_hook, default_class); OFF(pal_hook, unknown_class); OFF(pal_class, bits);
   OFF(pal_event, gen); OFF(pal_event, hook); OFF(pal_event, verdict); OFF(pal_event, rank); OFF(pal_event, flags); OFF(pal_event, seq);
-  OFF(pal_event, ktime); OFF(pal_event, cgroup_id); OFF(pal_event, pid); OFF(pal_event, tgid); OFF(pal_event, ppid);
+  OFF(pal_event, ktime); OFF(pal_event, cgroup_id); OFF(pal_event, workload_id); OFF(pal_event, pid); OFF(pal_event, tgid); OFF(pal_event, ppid);
   OFF(pal_event, uid); OFF(pal_event, gid); OFF(pal_event, family); OFF(pal_event, protocol); OFF(pal_event, dport);
   OFF(pal_event, daddr); OFF(pal_event, binary); OFF(pal_event, parent); OFF(pal_event, ino); OFF(pal_event, dev); OFF(pal_event, alias_len);
   OFF(pal_event, alias); OFF(pal_event, path_len);
