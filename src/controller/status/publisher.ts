@@ -1,0 +1,123 @@
+// The agent's side of the status plane: writes this node's PalisadeNode (its NodeState) and
+// renews this node's heartbeat Lease. A burst of reconciles becomes at most one write in
+// flight with the latest state winning; an unchanged state is never rewritten; errors back
+// off. The heartbeat is a separate ~300-byte Lease (as kubelets do with kube-node-lease) so
+// that liveness never rewrites, or re-sends to the aggregator, the node's 50 KB state.
+
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { NodeState } from "../node-state.ts";
+import { backoffMillis, KubeClient } from "./kube.ts";
+import { heartbeatLease, HEARTBEAT_PERIOD_SECONDS, leasesPath, statusNamespace } from "./leases.ts";
+import { NODES_PATH, toPalisadeNode } from "./node-object.ts";
+
+const FIELD_MANAGER = "palisade-agent";
+
+export interface NodeStatePublisherOptions {
+  kubeConfig: KubeConfig;
+  /** This node's name: the PalisadeNode's and the heartbeat Lease's name. */
+  node: string;
+  log: (line: string) => void;
+  /** How often the heartbeat Lease is renewed (default 10 s); the node counts as gone after 3 periods. */
+  heartbeatSeconds?: number;
+  /** Where the heartbeat Lease lives (default: $POD_NAMESPACE, else palisade-system). */
+  namespace?: string;
+  /** A client to share (the scale benchmark runs hundreds of publishers in one process). */
+  client?: KubeClient;
+}
+
+export class NodeStatePublisher {
+  private readonly client: KubeClient;
+  private readonly ownsClient: boolean;
+  private readonly node: string;
+  private readonly namespace: string;
+  private readonly heartbeatSeconds: number;
+  private readonly log: (line: string) => void;
+
+  private latest: NodeState | undefined;
+  /** JSON of the last object the server accepted; an equal state is not written again. */
+  private written: string | undefined;
+  private writing: Promise<void> | undefined;
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatFailures = 0;
+  private closed = false;
+
+  constructor(options: NodeStatePublisherOptions) {
+    this.client = options.client ?? new KubeClient(options.kubeConfig, `palisade-agent/${options.node}`);
+    this.ownsClient = !options.client;
+    this.node = options.node;
+    this.namespace = options.namespace ?? statusNamespace();
+    this.heartbeatSeconds = options.heartbeatSeconds ?? HEARTBEAT_PERIOD_SECONDS;
+    this.log = options.log;
+    this.heartbeat();
+  }
+
+  /** Records the node's latest state; it is written soon, once, unless it equals what is stored. */
+  publish(state: NodeState): void {
+    if (this.closed) return;
+    this.latest = state;
+    if (!this.writing && !this.retryTimer) this.writing = this.write();
+  }
+
+  /** Stops heartbeats and writes the last published state if it is not stored yet. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.heartbeatTimer);
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.writing = this.write();
+    }
+    await this.writing;
+    if (this.ownsClient) this.client.close();
+  }
+
+  private async write(): Promise<void> {
+    // Coalesce: whatever was published while a write was in flight goes in the next one.
+    while (this.latest) {
+      const state = this.latest;
+      const object = toPalisadeNode(state);
+      // reportTime changes on every reconcile; the state is "unchanged" when the rest is.
+      const comparable = JSON.stringify({ ...object.status, reportTime: undefined });
+      this.latest = undefined;
+      if (comparable === this.written) continue;
+      try {
+        await this.client.apply(`${NODES_PATH}/${encodeURIComponent(this.node)}`, object, FIELD_MANAGER);
+        this.written = comparable;
+        this.failures = 0;
+      } catch (err) {
+        this.log(`status: writing PalisadeNode ${this.node}: ${(err as Error).message}`);
+        this.latest ??= state;
+        if (this.closed) break;
+        // Retry later with whatever is latest then.
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.writing = this.write();
+        }, backoffMillis(this.failures++));
+        this.writing = undefined;
+        return;
+      }
+    }
+    this.writing = undefined;
+  }
+
+  private heartbeat() {
+    const lease = heartbeatLease(this.namespace, this.node, this.heartbeatSeconds);
+    this.client
+      .apply(`${leasesPath(this.namespace)}/${lease.metadata.name}`, lease, FIELD_MANAGER)
+      .then(
+        () => {
+          this.heartbeatFailures = 0;
+          return this.heartbeatSeconds * 1000;
+        },
+        (err: Error) => {
+          this.log(`status: renewing heartbeat Lease of ${this.node}: ${err.message}`);
+          return Math.min(this.heartbeatSeconds * 1000, backoffMillis(this.heartbeatFailures++));
+        },
+      )
+      .then((delay) => {
+        if (!this.closed) this.heartbeatTimer = setTimeout(() => this.heartbeat(), delay);
+      });
+  }
+}
