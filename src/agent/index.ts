@@ -12,8 +12,7 @@ import { Enforcer, capabilitiesOf, describeActions, probe, type Backend, type Ca
 import type { RuntimeEvent } from "../events/event.ts";
 import type { KernelPlan } from "../plan/types.ts";
 import type { Hook } from "../policy/model.ts";
-import { JsonLinesSink } from "../sinks/jsonl.ts";
-import { otelSinkFromEnv } from "../sinks/otel.ts";
+import { startOutputs, type Outputs } from "./outputs.ts";
 import { PolicySource, type Rejection } from "../source/watch.ts";
 
 /** What every agent has, whatever feeds it policies (a directory, or the Kubernetes API). */
@@ -26,6 +25,10 @@ export interface AgentCoreOptions {
   pinDir?: string;
   /** The node name in events (default: the host name). */
   node?: string;
+  /** host:port of the Prometheus endpoint (/metrics); false: none. Default 127.0.0.1:9464. */
+  metricsAddress?: string | false;
+  /** Unix socket of the observe stream; false: none. Default /run/palisade/observe.sock. */
+  observeSocket?: string | false;
   log?: (line: string) => void;
 }
 
@@ -54,6 +57,8 @@ export interface AgentCore {
   readonly enforcer: Enforcer | undefined;
   /** The first plan opens the enforcer (rules in force before the programs attach); later ones apply hitlessly. */
   enforce(plan: KernelPlan): void;
+  /** JSON lines, OpenTelemetry, observe and metrics (src/agent/outputs.ts). */
+  readonly outputs: Outputs;
   /** Another consumer of every event, after the JSON lines and OpenTelemetry outputs. */
   addEventListener(listener: (event: RuntimeEvent) => void): void;
   close(): Promise<void>;
@@ -68,18 +73,17 @@ export function startAgentCore(options: AgentCoreOptions): AgentCore {
     const can = describeActions(h);
     log(`${h.hook}: ${h.selected ? `${h.selected} backend (${can})` : "not enforceable here"}${h.notes.length ? `; ${h.notes.join("; ")}` : ""}`);
   }
-  const sink = new JsonLinesSink(options.eventsFile, { onError: (e) => log(`events file: ${e.message}; events are dropped and counted`) });
-  // OpenTelemetry only when OTEL_EXPORTER_OTLP_(LOGS_)ENDPOINT says where (docs/observability.md).
   const backends = Object.fromEntries(probed.hooks.map((h) => [h.hook, h.selected])) as Partial<Record<Hook, Backend | null>>;
   const selected = Object.fromEntries(probed.hooks.flatMap((h) => (h.selected ? [[h.hook, h.selected]] : [])));
-  const otel = otelSinkFromEnv({ backends: selected, ruleVersion: () => enforcer?.plan?.digest.slice(0, 12), warn: log });
-  if (otel) log("exporting events to OpenTelemetry");
+  const outputs = startOutputs({
+    node, eventsFile: options.eventsFile, backends: selected, ruleVersion: () => enforcer?.plan?.digest.slice(0, 12), log, kernel: () => enforcer,
+    metricsAddress: options.metricsAddress, observeSocket: options.observeSocket,
+  });
   const listeners: ((event: RuntimeEvent) => void)[] = [];
 
   let enforcer: Enforcer | undefined;
   const onEvent = (e: EnforcerEvent) => {
-    sink.write(e.event);
-    otel?.write(e.event);
+    outputs.write(e.event);
     for (const listener of listeners) listener(e.event);
   };
   return {
@@ -87,19 +91,23 @@ export function startAgentCore(options: AgentCoreOptions): AgentCore {
     capabilities: capabilitiesOf(probed),
     backends,
     log,
+    outputs,
     get enforcer() {
       return enforcer;
     },
     enforce(plan) {
-      if (enforcer) enforcer.applyPlan(plan);
-      else enforcer = Enforcer.open({ plan, node, ...(options.pinDir && { pinDir: options.pinDir }), onEvent, onError: (e) => log(`event: ${e.message}`) });
+      if (enforcer) outputs.planApplied(plan, enforcer.applyPlan(plan).durationMs);
+      else {
+        enforcer = Enforcer.open({ plan, node, ...(options.pinDir && { pinDir: options.pinDir }), onEvent, onError: (e) => log(`event: ${e.message}`) });
+        outputs.planApplied(plan);
+      }
     },
     addEventListener(listener) {
       listeners.push(listener);
     },
     async close() {
       enforcer?.close({ keepAttached: options.keepAttached ?? false });
-      await Promise.all([sink.close(), otel?.close()]);
+      await outputs.close();
       log(options.keepAttached ? "stopped; rules stay in force for the next agent" : "stopped; programs detached");
     },
   };
@@ -139,6 +147,7 @@ export function startAgent(options: AgentOptions): Agent {
   const log = core.log;
   const source = new PolicySource(options.policies, { capabilities: core.capabilities });
   const reportRejection = (r: Rejection) => {
+    core.outputs.policyRejected();
     for (const d of r.diagnostics) log(formatDiagnostic(d));
     log(`not applied: ${r.files.join(", ")} (what was in force stays in force)`);
   };

@@ -30,7 +30,8 @@ function schemaOf(variable: Variable): Schema {
   return schema;
 }
 
-function environmentFor(hook: Hook): Environment {
+/** The project's CEL dialect with these variables declared (a hook's, or all of them for `observe --filter`). */
+export function celEnvironmentWith(variables: readonly Variable[]): Environment {
   const env = new Environment({ limits: { maxAstNodes: 2000, maxDepth: 64, maxListElements: 10000 } })
     .registerType("net.CIDR", { ctor: CidrValue })
     .registerFunction("cidr(string): net.CIDR", (text: string) => new CidrValue(text))
@@ -38,7 +39,7 @@ function environmentFor(hook: Hook): Environment {
       const addr = parseIp(ip);
       return addr !== undefined && cidrContains(c.cidr, addr);
     });
-  for (const variable of HOOK_VARIABLES[hook]) env.registerVariable({ name: variable, schema: schemaOf(variable) });
+  for (const variable of variables) env.registerVariable({ name: variable, schema: schemaOf(variable) });
   return env;
 }
 
@@ -46,7 +47,7 @@ const environments = new Map<Hook, Environment>();
 
 export function celEnvironment(hook: Hook): Environment {
   let env = environments.get(hook);
-  if (!env) environments.set(hook, (env = environmentFor(hook)));
+  if (!env) environments.set(hook, (env = celEnvironmentWith(HOOK_VARIABLES[hook])));
   return env;
 }
 

@@ -33,7 +33,7 @@ export class JsonLinesSink {
       this.dropped++;
       return;
     }
-    this.out.write(JSON.stringify(ordered(event)) + "\n");
+    this.out.write(eventJson(event) + "\n");
     this.written++;
   }
 
@@ -44,6 +44,11 @@ export class JsonLinesSink {
 }
 
 const ORDER = ["time", "node", "hook", "action", "policy", "rule", "severity", "process", "parent", "k8s", "file", "net"] as const;
+
+/** An event as one line of JSON (without the newline) in the brief's field order: what the JSON lines file and `observe -o json` print. */
+export function eventJson(event: RuntimeEvent): string {
+  return JSON.stringify(ordered(event));
+}
 
 /** The brief's field order, so lines read the same way every time; unknown extras follow. */
 function ordered(event: RuntimeEvent): Record<string, unknown> {
