@@ -9,6 +9,8 @@ import { formatExpectation, runPolicyTest } from "../policytest/index.ts";
 import { importTetragon } from "../importer/tetragon.ts";
 import { startAgent } from "../agent/index.ts";
 import { describeActions, probe } from "../enforcer/index.ts";
+import { parseListenAddress } from "../metrics/server.ts";
+import { observe as observeEvents, parseDuration } from "../observe/client.ts";
 
 type Args = Record<string, any>;
 
@@ -23,7 +25,7 @@ function reportDiagnostics(diagnostics: Diagnostic[], format: string): void {
   }
 }
 
-const commands: Record<string, (args: Args) => number> = {
+const commands: Record<string, (args: Args) => number | Promise<number>> = {
   validate({ files, output }) {
     const { plan, diagnostics, ...loaded } = loadAndCompile(files);
     if (!plan) {
@@ -83,9 +85,15 @@ const commands: Record<string, (args: Args) => number> = {
     return result.policies > 0 ? 0 : 1;
   },
 
-  run({ policies, eventsFile, keepAttached, pinDir }) {
-    startAgent({ policies, eventsFile, keepAttached, pinDir });
+  run({ policies, eventsFile, keepAttached, pinDir, metrics, metricsAddress, observe, observeSocket }) {
+    if (metrics) parseListenAddress(metricsAddress); // a typo stops the agent at start, not later in a log line
+    const outputs = { metricsAddress: metrics && metricsAddress, observeSocket: observe && observeSocket };
+    startAgent({ policies, eventsFile, keepAttached, pinDir, ...outputs });
     return 0;
+  },
+
+  observe({ socket, output, filter, since, reconnect }) {
+    return observeEvents({ socket, output, filter, reconnect, ...(since && { sinceMillis: parseDuration(since) }) });
   },
 
   probe({ output }) {
@@ -106,13 +114,17 @@ const commands: Record<string, (args: Args) => number> = {
 };
 
 export function runCommand(name: string, args: Args): void {
-  let code: number;
+  const failed = (e: unknown) => {
+    const error = e as NodeJS.ErrnoException;
+    err(`palisade: ${error.code === "ENOENT" ? `no such file or directory: ${error.path}` : error.message}`);
+    return 2;
+  };
+  let code: number | Promise<number>;
   try {
     code = commands[name]!(args);
   } catch (e) {
-    const error = e as NodeJS.ErrnoException;
-    err(`palisade: ${error.code === "ENOENT" ? `no such file or directory: ${error.path}` : error.message}`);
-    code = 2;
+    code = failed(e);
   }
-  process.exitCode = code;
+  if (typeof code === "number") process.exitCode = code;
+  else code.then((c) => (process.exitCode = c), (e) => (process.exitCode = failed(e)));
 }

@@ -45,8 +45,22 @@ program
   .option("--events-file <path>", "write events as JSON lines here (default stdout)")
   .option("--keep-attached", "leave the rules in force at exit, for an agent that restarts (e.g. an upgrade)")
   .option("--pin-dir <path>", "bpffs directory for pinned programs and maps", "/sys/fs/bpf/palisade")
+  .option("--metrics-address <host:port>", "serve Prometheus metrics at http://<host:port>/metrics", "127.0.0.1:9464")
+  .option("--no-metrics", "no metrics endpoint")
+  .option("--observe-socket <path>", "unix socket (root only) that `palisade observe` reads", "/run/palisade/observe.sock")
+  .option("--no-observe", "no observe stream")
   .action((opts: { policies: string[]; eventsFile?: string; keepAttached?: boolean; pinDir: string }) =>
     runCommand("run", { ...opts, policies: opts.policies.length ? opts.policies : ["policies"] }));
+
+program
+  .command("observe")
+  .description("stream a running agent's events live")
+  .option("--socket <path>", "the agent's observe socket", "/run/palisade/observe.sock")
+  .addOption(new Option("-o, --output <format>", "json: the event format of JSON lines; compact: one line a person reads").choices(["compact", "json"]).default("compact"))
+  .option("--filter <cel>", `only events this CEL expression is true for, e.g. 'action == "killed" && k8s.namespace == "prod"'`)
+  .option("--since <duration>", "first replay what the agent kept from this long ago (e.g. 30s, 5m, 1h)")
+  .option("--reconnect", "keep going across agent restarts, resuming after the last event printed")
+  .action((opts: { socket: string; output: "compact" | "json"; filter?: string; since?: string; reconnect?: boolean }) => runCommand("observe", opts));
 
 program
   .command("probe")
