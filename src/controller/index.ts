@@ -1,0 +1,197 @@
+// `palisade run --kubernetes`: the agent fed by the Kubernetes API instead of a directory.
+//
+//   TracingPolicy, TracingPolicyNamespaced informers -> PolicyReconciler -> plan -> enforcer
+//   Pod (this node), Namespace informers -> scanWorkloads -> enforcer.setWorkloads
+//   after each reconcile -> NodeState -> this node's PalisadeNode (status/)
+//
+// Nothing is applied before every informer has listed once, so 1,000 policies at start are
+// one plan, and scoped rules know the pods from the first plan on. Later changes are
+// debounced: a burst (kubectl apply of a directory) becomes one apply.
+
+import { hostname } from "node:os";
+import { agentLifecycle, describePlan, startAgentCore, type Agent, type AgentCoreOptions } from "../agent/index.ts";
+import type { Hook, PolicyKind } from "../policy/model.ts";
+import { KubeClient, loadKubeConfig } from "./client.ts";
+import { Informer, type ChangeType, type InformerOptions, type KubeObject } from "./informer.ts";
+import type { NodeState } from "./node-state.ts";
+import { POLICY_GROUP_VERSION, type PolicyObject } from "./policies.ts";
+import { PolicyReconciler } from "./reconciler.ts";
+import { scanWorkloads, type NamespaceObject, type PodObject } from "./workloads.ts";
+import { cgroup2Root } from "../enforcer/system.ts";
+
+export interface KubernetesAgentOptions extends AgentCoreOptions {
+  /** A kubeconfig file; default KUBECONFIG, ~/.kube/config, then the in-cluster service account. */
+  kubeconfig?: string;
+  /** Where the pods' cgroups are: the cgroup v2 root that holds kubepods(.slice) (default: found in /proc/mounts). */
+  cgroupRoot?: string;
+  /** Quiet time before a change is applied, so a burst becomes one apply (default 20 ms). */
+  debounceMs?: number;
+  /** Longest a change waits while changes keep coming (default 250 ms). */
+  maxDelayMs?: number;
+}
+
+export interface KubernetesAgent extends Agent {
+  /** Resolves once the first plan is in force; rejects if the agent could not start. */
+  ready: Promise<void>;
+  /** The latest state of this node, as published. */
+  nodeState(): NodeState | undefined;
+}
+
+const POLICY_RESOURCES: { kind: PolicyKind; plural: string }[] = [
+  { kind: "TracingPolicy", plural: "tracingpolicies" },
+  { kind: "TracingPolicyNamespaced", plural: "tracingpoliciesnamespaced" },
+];
+
+export function startKubernetesAgent(options: KubernetesAgentOptions): KubernetesAgent {
+  const node = options.node ?? process.env.NODE_NAME ?? hostname();
+  const client = new KubeClient(loadKubeConfig(options.kubeconfig));
+  const core = startAgentCore({ ...options, node });
+  const log = core.log;
+  const cgroupRoot = options.cgroupRoot ?? cgroup2Root();
+  if (!cgroupRoot) throw new Error("no cgroup v2 hierarchy is mounted: pods cannot be told apart (mount cgroup2, or pass --cgroup-root)");
+  const reconciler = new PolicyReconciler({ capabilities: core.capabilities, enforceable: (h: Hook) => !!core.backends[h] });
+  let started = false;
+  let closed = false;
+  let latestState: NodeState | undefined;
+
+  const informer = <T extends KubeObject>(path: string, onChange: InformerOptions<T>["onChange"], extra: Partial<InformerOptions<T>> = {}) =>
+    new Informer<T>(client, { path, onChange, log: (line) => log(`watch ${line}`), ...extra });
+
+  // Policies: the reconciler sees each change; a round runs once changes stop for debounceMs.
+  const policies = POLICY_RESOURCES.map(({ kind, plural }) =>
+    informer<PolicyObject>(`/apis/${POLICY_GROUP_VERSION}/${plural}`, (type: ChangeType, o: PolicyObject) => {
+      const object = { ...o, kind }; // list items may come without kind
+      if (type === "deleted" ? reconciler.remove(object) : reconciler.upsert(object)) policyRound.schedule();
+    }),
+  );
+  const pods = informer<PodObject>("/api/v1/pods", () => workloadRound.schedule(), { fieldSelector: `spec.nodeName=${node}` });
+  const namespaces = informer<NamespaceObject>("/api/v1/namespaces", () => workloadRound.schedule());
+
+  const publish = () => {
+    latestState = {
+      node,
+      heartbeatTime: new Date().toISOString(),
+      backends: core.backends,
+      ...(reconciler.plan && { planDigest: reconciler.plan.digest }),
+      policies: reconciler.states(),
+    };
+  };
+
+  const reconcile = () => {
+    try {
+      reconcileOnce();
+    } catch (e) {
+      log(`reconcile: ${(e as Error).message}`);
+      policyRound.retry();
+    }
+  };
+  const reconcileOnce = () => {
+    const began = performance.now();
+    const result = reconciler.reconcile((plan) => core.enforce(plan));
+    for (const f of result.failed) log(`${f.key}: not applied (what was in force stays in force): ${f.message}`);
+    if (result.plan) {
+      if (!started) applyWorkloads(); // the first plan has just opened the enforcer
+      log(`enforcing ${describePlan(result.plan)} (${result.reconciled.length} object${result.reconciled.length === 1 ? "" : "s"} changed; applied in ${(performance.now() - began).toFixed(1)} ms)`);
+    }
+    publish();
+    if (result.retry) policyRound.retry();
+    else if (reconciler.dirty) policyRound.schedule();
+  };
+  const policyRound = new Debounce(() => started && reconcile(), options.debounceMs ?? 20, options.maxDelayMs ?? 250);
+
+  let lastWorkloads = "";
+  const applyWorkloads = () => {
+    const enforcer = core.enforcer;
+    if (!enforcer) return;
+    const { workloads, missing } = scanWorkloads(cgroupRoot, pods.store.values(), namespaces.store);
+    // The kernel is only written when the classification changed.
+    const digest = JSON.stringify([...workloads].map(([id, w]) => [String(id), w]));
+    if (digest !== lastWorkloads) {
+      try {
+        enforcer.setWorkloads(workloads);
+        lastWorkloads = digest;
+        log(`classified ${workloads.size} cgroup${workloads.size === 1 ? "" : "s"} of ${pods.store.size} pod${pods.store.size === 1 ? "" : "s"} on ${node}`);
+      } catch (e) {
+        log(`classifying workloads: ${(e as Error).message}`);
+        workloadRound.retry();
+        return;
+      }
+    }
+    // A pod's cgroup appears after its object: look again until every one is there.
+    if (missing) workloadRound.later(1_000);
+  };
+  const workloadRound = new Debounce(() => started && applyWorkloads(), options.debounceMs ?? 20, options.maxDelayMs ?? 250);
+
+  const all = [...policies, pods, namespaces];
+  for (const i of all) i.start();
+  const ready = (async () => {
+    await Promise.all(all.map((i) => i.synced));
+    if (closed) return;
+    const result = reconciler.reconcile((plan) => core.enforce(plan));
+    for (const f of result.failed) log(`${f.key}: not applied: ${f.message}`);
+    if (!core.enforcer) throw new Error("the first plan could not be put in force");
+    applyWorkloads();
+    started = true;
+    log(`enforcing ${describePlan(core.enforcer.plan!)} on node ${node}`);
+    publish();
+  })();
+  ready.catch((e) => log(`cannot start: ${(e as Error).message}`));
+
+  const lifecycle = agentLifecycle(async () => {
+    closed = true;
+    policyRound.cancel();
+    workloadRound.cancel();
+    await Promise.all(all.map((i) => i.stop()));
+    await core.close();
+  });
+  return { ...lifecycle, ready, nodeState: () => latestState };
+}
+
+/**
+ * Runs `fn` once calls to schedule() have stopped for `quietMs`, or at the latest `maxMs`
+ * after the first of them; retry() waits with backoff after a failure.
+ */
+class Debounce {
+  private timer: NodeJS.Timeout | undefined;
+  private first = 0;
+  private failures = 0;
+  private readonly fn: () => void;
+  private readonly quietMs: number;
+  private readonly maxMs: number;
+
+  constructor(fn: () => void, quietMs: number, maxMs: number) {
+    this.fn = fn;
+    this.quietMs = quietMs;
+    this.maxMs = maxMs;
+  }
+
+  schedule(): void {
+    const now = performance.now();
+    if (!this.timer) this.first = now;
+    this.failures = 0;
+    this.set(Math.max(0, Math.min(this.quietMs, this.first + this.maxMs - now)));
+  }
+
+  /** Runs again after `ms`, unless something else schedules it sooner. */
+  later(ms: number): void {
+    if (!this.timer) this.set(ms);
+  }
+
+  retry(): void {
+    this.failures++;
+    this.set(Math.min(30_000, 500 * 2 ** Math.min(this.failures, 6)) * (0.5 + Math.random() * 0.5));
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private set(ms: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.fn();
+    }, ms);
+  }
+}

@@ -1,0 +1,230 @@
+// `palisade run --kubernetes` against a real kube-apiserver and the real kernel.
+//
+// There is no kubelet or container runtime here: the test creates the Namespace and Pod
+// objects itself (spec.nodeName = the agent's node, container IDs written through the status
+// subresource), makes the cgroups containerd would make for them on this host (one pod in the
+// systemd driver's layout, one in cgroupfs'), under a cgroup v2 directory unique to this run,
+// and starts real processes inside them (their pid written to cgroup.procs). Policies and
+// their edits go through kubectl, as a user's would. Needs root and BPF.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Enforcer } from "../../../src/enforcer/index.ts";
+import { cgroup2Root } from "../../../src/enforcer/system.ts";
+import { startCluster, type Cluster } from "./cluster.ts";
+
+const ROOT = join(import.meta.dirname, "..", "..", "..");
+const PIN_DIR = "/sys/fs/bpf/palisade-test-b1-controller";
+const run = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const NODE = `node-${run}`;
+const dir = mkdtempSync(join(tmpdir(), "palisade-controller-"));
+const eventsFile = join(dir, "events.jsonl");
+// Copies of id(1): exec'ing them is what the policies forbid.
+const forbidden = join(dir, "forbidden");
+const forbidden2 = join(dir, "forbidden2");
+const forbidden3 = join(dir, "forbidden3");
+
+let cluster: Cluster;
+let cgroupRoot: string;
+let agent: ChildProcess | undefined;
+let log = "";
+const made: string[] = [];
+
+interface TestPod {
+  namespace: string;
+  name: string;
+  uid: string;
+  containerId: string;
+  /** The container's cgroup directory: processes are put there. */
+  cgroup: string;
+}
+const pods: Record<string, TestPod> = {};
+
+function startAgent(extra: string[] = []): void {
+  const child = spawn(join(ROOT, "bin", "palisade"), [
+    "run", "--kubernetes", "--kubeconfig", cluster.kubeconfig, "--node", NODE, "--cgroup-root", cgroupRoot,
+    "--pin-dir", PIN_DIR, "--events-file", eventsFile, ...extra,
+  ], { stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (log += d));
+  agent = child;
+}
+
+async function stopAgent(): Promise<void> {
+  const child = agent;
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+async function waitForLog(pattern: RegExp, after = 0, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(log.slice(after))) {
+    if (Date.now() > deadline || agent?.exitCode != null) throw new Error(`agent never logged ${pattern}; log:\n${log.slice(after)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Runs `binary` in `cgroup` (a pod's container) or, without one, on the host; returns how it ended. */
+function runIn(cgroup: string | undefined, binary: string): "killed" | "ran" {
+  const script = cgroup ? `echo $$ > "${cgroup}/cgroup.procs" && exec "${binary}"` : `exec "${binary}"`;
+  const result = spawnSync("/bin/sh", ["-c", script], { encoding: "utf8" });
+  if (result.signal === "SIGKILL") return "killed";
+  if (result.status !== 0) throw new Error(`${binary} in ${cgroup ?? "the host"}: exit ${result.status}, ${result.stderr}`);
+  return "ran";
+}
+
+/** Polls until running `binary` in `cgroup` ends as `outcome` (a change has reached the kernel). */
+const eventually = (cgroup: string | undefined, binary: string, outcome: "killed" | "ran") =>
+  expect.poll(() => runIn(cgroup, binary), { timeout: 20_000, interval: 100 }).toBe(outcome);
+
+const events = () => (existsSync(eventsFile) ? readFileSync(eventsFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)) : []);
+
+const kubectlApply = (object: unknown) => cluster.kubectl(["apply", "-f", "-"], { input: JSON.stringify(object) });
+
+function tracingPolicy(name: string, binary: string, selector?: unknown) {
+  return {
+    apiVersion: "palisade.dev/v1alpha1", kind: "TracingPolicy", metadata: { name },
+    spec: { ...(selector ? { selector } : {}), rules: [{ name: "no-forbidden", hook: "process.exec", match: `process.binary == "${binary}"`, action: "kill", severity: "high" }] },
+  };
+}
+
+const PROD_API = { namespaceSelector: { matchLabels: { env: "prod" } }, podSelector: { matchLabels: { app: "api" } } };
+
+/** A Pod object bound to the agent's node, its container's ID in its status, and its cgroups on this host. */
+async function makePod(namespace: string, name: string, layout: "systemd" | "cgroupfs"): Promise<TestPod> {
+  await kubectlApply({
+    apiVersion: "v1", kind: "Pod", metadata: { namespace, name, labels: { app: "api" } },
+    spec: { nodeName: NODE, containers: [{ name: "app", image: "registry.example/app:1" }] },
+  });
+  const uid = (await cluster.kubectl(["get", "pod", "-n", namespace, name, "-o", "jsonpath={.metadata.uid}"])).stdout;
+  const containerId = Array.from({ length: 64 }, () => "0123456789abcdef"[Math.floor(Math.random() * 16)]).join("");
+  const podDir = layout === "systemd"
+    ? join(cgroupRoot, "kubepods.slice", "kubepods-besteffort.slice", `kubepods-besteffort-pod${uid.replaceAll("-", "_")}.slice`)
+    : join(cgroupRoot, "kubepods", "besteffort", `pod${uid}`);
+  const cgroup = join(podDir, layout === "systemd" ? `cri-containerd-${containerId}.scope` : containerId);
+  mkdirSync(cgroup, { recursive: true });
+  made.push(cgroup, podDir);
+  await cluster.kubectl(["patch", "pod", "-n", namespace, name, "--subresource=status", "--type=merge", "-p", JSON.stringify({
+    status: {
+      phase: "Running", qosClass: "BestEffort",
+      containerStatuses: [{ name: "app", image: "registry.example/app:1", imageID: "", containerID: `containerd://${containerId}`, ready: true, restartCount: 0, state: { running: {} } }],
+    },
+  })]);
+  return { namespace, name, uid, containerId, cgroup };
+}
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error("the controller e2e test needs root (CAP_BPF, CAP_SYS_ADMIN): run it as root");
+  for (const f of [forbidden, forbidden2, forbidden3]) copyFileSync("/usr/bin/id", f);
+  const root = cgroup2Root();
+  if (!root) throw new Error("no cgroup v2 hierarchy mounted");
+  cgroupRoot = join(root, `palisade-test-b1-${run}`);
+  mkdirSync(cgroupRoot);
+  made.push(join(cgroupRoot, "kubepods.slice", "kubepods-besteffort.slice"), join(cgroupRoot, "kubepods.slice"), join(cgroupRoot, "kubepods", "besteffort"), join(cgroupRoot, "kubepods"), cgroupRoot);
+
+  cluster = await startCluster();
+  await cluster.kubectl(["apply", "-f", join(ROOT, "api", "crds")]);
+  await cluster.kubectl(["wait", "--for=condition=Established", "--timeout=30s", "crd/tracingpolicies.palisade.dev", "crd/tracingpoliciesnamespaced.palisade.dev"]);
+  for (const [ns, env] of [["shop", "prod"], ["lab", "dev"]] as const) {
+    await kubectlApply({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: { env } } });
+    // No controller manager: the ServiceAccount admission plugin wants the default account.
+    await kubectlApply({ apiVersion: "v1", kind: "ServiceAccount", metadata: { namespace: ns, name: "default" } });
+  }
+  pods.prod = await makePod("shop", "api", "systemd");
+  pods.dev = await makePod("lab", "api", "cgroupfs");
+  await kubectlApply(tracingPolicy("no-forbidden-in-prod", forbidden, PROD_API));
+
+  startAgent(["--keep-attached"]);
+  await waitForLog(/enforcing plan [0-9a-f]{12}: 1 policy, 1 rule on node/);
+}, 180_000);
+
+afterAll(async () => {
+  await stopAgent();
+  Enforcer.removePinned(PIN_DIR);
+  await cluster?.stop();
+  for (const d of made) {
+    try {
+      if (existsSync(d)) rmdirSync(d);
+    } catch {
+      // a process still inside: the kernel removes it with the last one
+    }
+  }
+}, 60_000);
+
+describe("palisade run --kubernetes", () => {
+  it("kills a forbidden exec in a selected pod, and the event names the pod", async () => {
+    await eventually(pods.prod!.cgroup, forbidden, "killed");
+    await expect.poll(events).toContainEqual(expect.objectContaining({
+      hook: "process.exec", action: "killed", policy: "no-forbidden-in-prod", rule: "no-forbidden",
+      k8s: expect.objectContaining({ namespace: "shop", pod: "api", container: "app" }),
+    }));
+  });
+
+  it("leaves an unselected pod and the host alone", () => {
+    expect(runIn(pods.dev!.cgroup, forbidden)).toBe("ran");
+    expect(runIn(undefined, forbidden)).toBe("ran");
+  });
+
+  it("follows label changes: a namespace that comes to match is enforced", async () => {
+    await cluster.kubectl(["label", "namespace", "lab", "env=prod", "--overwrite"]);
+    await eventually(pods.dev!.cgroup, forbidden, "killed");
+    await cluster.kubectl(["label", "namespace", "lab", "env=dev", "--overwrite"]);
+    await eventually(pods.dev!.cgroup, forbidden, "ran");
+  });
+
+  it("refuses an invalid policy with its field path and CEL position, and the others still update", async () => {
+    const mark = log.length;
+    const bad = tracingPolicy("broken", forbidden3);
+    bad.spec.rules[0]!.match = `process.binnary == "${forbidden3}"`;
+    await kubectlApply(bad);
+    await waitForLog(/TracingPolicy\/broken: not applied .*spec\.rules\[0\]\.match:1:\d+: .*binnary/, mark);
+    // Another policy applied after it is in force; the broken one never is.
+    await kubectlApply(tracingPolicy("host-too", forbidden2));
+    await eventually(undefined, forbidden2, "killed");
+    expect(runIn(undefined, forbidden3)).toBe("ran");
+    await eventually(pods.prod!.cgroup, forbidden, "killed");
+  });
+
+  it("puts an edit (a new generation) in force", async () => {
+    const edited = tracingPolicy("host-too", forbidden3);
+    await kubectlApply(edited);
+    await eventually(undefined, forbidden3, "killed");
+    expect(runIn(undefined, forbidden2)).toBe("ran");
+  });
+
+  it("takes a deleted policy's rule out of the kernel", async () => {
+    await cluster.kubectl(["delete", "tracingpolicy", "host-too", "broken"]);
+    await eventually(undefined, forbidden3, "ran");
+    expect(runIn(pods.prod!.cgroup, forbidden)).toBe("killed");
+  });
+
+  it("recovers its watches when the API server restarts, and later changes reach the kernel", async () => {
+    const mark = log.length;
+    await cluster.restartApiServer({ signal: "SIGKILL" });
+    await kubectlApply(tracingPolicy("after-restart", forbidden2));
+    await eventually(undefined, forbidden2, "killed");
+    expect(log.slice(mark)).toMatch(/watch .*retrying|watch .*listing again/);
+    // Pods too: a pod created after the restart is classified.
+    pods.late = await makePod("shop", "late", "systemd");
+    await eventually(pods.late.cgroup, forbidden, "killed");
+  });
+
+  it("keeps the rules in force across an agent restart, and is right afterwards", async () => {
+    await stopAgent();
+    // Stopped with --keep-attached: the kernel still enforces what was in force.
+    expect(runIn(pods.prod!.cgroup, forbidden)).toBe("killed");
+    expect(runIn(undefined, forbidden2)).toBe("killed");
+    // Changed while no agent runs: the next one must catch up.
+    await cluster.kubectl(["delete", "tracingpolicy", "after-restart"]);
+    const mark = log.length;
+    startAgent();
+    await waitForLog(/enforcing plan [0-9a-f]{12}: 1 policy, 1 rule on node/, mark);
+    await eventually(undefined, forbidden2, "ran");
+    expect(runIn(pods.prod!.cgroup, forbidden)).toBe("killed");
+    expect(runIn(pods.dev!.cgroup, forbidden)).toBe("ran");
+  });
+});
