@@ -8,6 +8,7 @@ import { expandPaths, loadAndCompile, POLICY_TEST_SUFFIX } from "../source/files
 import { formatExpectation, runPolicyTest } from "../policytest/index.ts";
 import { importTetragon } from "../importer/tetragon.ts";
 import { startAgent } from "../agent/index.ts";
+import { startKubernetesAgent } from "../controller/index.ts";
 import { describeActions, probe } from "../enforcer/index.ts";
 import { parseListenAddress } from "../metrics/server.ts";
 import { observe as observeEvents, parseDuration } from "../observe/client.ts";
@@ -85,10 +86,18 @@ const commands: Record<string, (args: Args) => number | Promise<number>> = {
     return result.policies > 0 ? 0 : 1;
   },
 
-  run({ policies, eventsFile, keepAttached, pinDir, metrics, metricsAddress, observe, observeSocket }) {
+  run({ policies, eventsFile, keepAttached, pinDir, kubernetes, kubeconfig, node, cgroupRoot, statusNamespace, reportFormat, metrics, metricsAddress, observe, observeSocket }) {
     if (metrics) parseListenAddress(metricsAddress); // a typo stops the agent at start, not later in a log line
     const outputs = { metricsAddress: metrics && metricsAddress, observeSocket: observe && observeSocket };
-    startAgent({ policies, eventsFile, keepAttached, pinDir, ...outputs });
+    if (!kubernetes) {
+      startAgent({ policies, eventsFile, keepAttached, pinDir, ...outputs });
+      return 0;
+    }
+    const agent = startKubernetesAgent({ eventsFile, keepAttached, pinDir, kubeconfig, node, cgroupRoot, statusNamespace, reportFormat, ...outputs });
+    agent.ready.catch(() => {
+      process.exitCode = 2;
+      void agent.stop();
+    });
     return 0;
   },
 

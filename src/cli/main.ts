@@ -45,12 +45,20 @@ program
   .option("--events-file <path>", "write events as JSON lines here (default stdout)")
   .option("--keep-attached", "leave the rules in force at exit, for an agent that restarts (e.g. an upgrade)")
   .option("--pin-dir <path>", "bpffs directory for pinned programs and maps", "/sys/fs/bpf/palisade")
+  .option("--kubernetes", "take policies from the cluster's TracingPolicy objects instead of files (KUBECONFIG or in-cluster config)")
+  .option("--kubeconfig <path>", "with --kubernetes: this kubeconfig instead of KUBECONFIG or the in-cluster service account")
+  .option("--node <name>", "with --kubernetes: this node's name (default $NODE_NAME, else the host name)")
+  .option("--cgroup-root <path>", "with --kubernetes: the cgroup v2 directory holding kubepods (default: where cgroup2 is mounted)")
+  .option("--status-namespace <name>", "with --kubernetes: namespace of the heartbeat and status-aggregator Leases (default $POD_NAMESPACE, else palisade-system)")
+  .addOption(new Option("--report-format <format>", "with --kubernetes: PolicyReports as wgpolicyk8s.io/v1alpha2 or OpenReports (openreports.io/v1alpha1)").choices(["wgpolicyk8s", "openreports"]).default("wgpolicyk8s"))
   .option("--metrics-address <host:port>", "serve Prometheus metrics at http://<host:port>/metrics", "127.0.0.1:9464")
   .option("--no-metrics", "no metrics endpoint")
   .option("--observe-socket <path>", "unix socket (root only) that `palisade observe` reads", "/run/palisade/observe.sock")
   .option("--no-observe", "no observe stream")
-  .action((opts: { policies: string[]; eventsFile?: string; keepAttached?: boolean; pinDir: string }) =>
-    runCommand("run", { ...opts, policies: opts.policies.length ? opts.policies : ["policies"] }));
+  .action((opts: { policies: string[]; eventsFile?: string; keepAttached?: boolean; pinDir: string; kubernetes?: boolean; kubeconfig?: string; node?: string; cgroupRoot?: string; statusNamespace?: string; reportFormat: string }) => {
+    if (opts.kubernetes && opts.policies.length) program.error("--kubernetes and --policies exclude each other: policies come from the cluster or from files");
+    runCommand("run", { ...opts, policies: opts.policies.length ? opts.policies : ["policies"] });
+  });
 
 program
   .command("observe")

@@ -2,16 +2,21 @@
 //
 //   TracingPolicy, TracingPolicyNamespaced informers -> PolicyReconciler -> plan -> enforcer
 //   Pod (this node), Namespace informers -> scanWorkloads -> enforcer.setWorkloads
-//   after each reconcile -> NodeState -> this node's PalisadeNode (status/)
+//   after each reconcile -> NodeState -> this node's PalisadeNode (status/NodeStatePublisher)
+//   one agent of the cluster, elected by Lease -> every policy's /status (status/startStatusAggregator)
+//   every event -> JSON lines, OpenTelemetry, observe (the agent core) and PolicyReports (reports/)
 //
 // Nothing is applied before every informer has listed once, so 1,000 policies at start are
 // one plan, and scoped rules know the pods from the first plan on. Later changes are
 // debounced: a burst (kubectl apply of a directory) becomes one apply.
 
 import { hostname } from "node:os";
+import type { V1Pod } from "@kubernetes/client-node";
 import { agentLifecycle, describePlan, startAgentCore, type Agent, type AgentCoreOptions } from "../agent/index.ts";
 import type { Hook, PolicyKind } from "../policy/model.ts";
 import { KubeClient, loadKubeConfig } from "./client.ts";
+import { PolicyReporter, type ReportFlavor } from "./reports/index.ts";
+import { NodeStatePublisher, startStatusAggregator } from "./status/index.ts";
 import { Informer, type ChangeType, type InformerOptions, type KubeObject } from "./informer.ts";
 import type { NodeState } from "./node-state.ts";
 import { POLICY_GROUP_VERSION, type PolicyObject } from "./policies.ts";
@@ -28,6 +33,10 @@ export interface KubernetesAgentOptions extends AgentCoreOptions {
   debounceMs?: number;
   /** Longest a change waits while changes keep coming (default 250 ms). */
   maxDelayMs?: number;
+  /** Namespace of the heartbeat and aggregator Leases (default $POD_NAMESPACE, else palisade-system). */
+  statusNamespace?: string;
+  /** PolicyReports as wgpolicyk8s.io/v1alpha2 (default) or openreports.io/v1alpha1. */
+  reportFormat?: ReportFlavor;
 }
 
 export interface KubernetesAgent extends Agent {
@@ -44,9 +53,15 @@ const POLICY_RESOURCES: { kind: PolicyKind; plural: string }[] = [
 
 export function startKubernetesAgent(options: KubernetesAgentOptions): KubernetesAgent {
   const node = options.node ?? process.env.NODE_NAME ?? hostname();
-  const client = new KubeClient(loadKubeConfig(options.kubeconfig));
+  const kubeConfig = loadKubeConfig(options.kubeconfig);
+  const client = new KubeClient(kubeConfig);
   const core = startAgentCore({ ...options, node });
   const log = core.log;
+  const namespace = options.statusNamespace;
+  const publisher = new NodeStatePublisher({ kubeConfig, node, log, ...(namespace && { namespace }) });
+  const aggregator = startStatusAggregator({ kubeConfig, identity: node, log, ...(namespace && { namespace }) });
+  const reporter = new PolicyReporter({ kubeConfig, node, log, ...(options.reportFormat && { flavor: options.reportFormat }) });
+  core.addEventListener((event) => reporter.record(event));
   const cgroupRoot = options.cgroupRoot ?? cgroup2Root();
   if (!cgroupRoot) throw new Error("no cgroup v2 hierarchy is mounted: pods cannot be told apart (mount cgroup2, or pass --cgroup-root)");
   const reconciler = new PolicyReconciler({ capabilities: core.capabilities, enforceable: (h: Hook) => !!core.backends[h] });
@@ -64,7 +79,10 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
       if (type === "deleted" ? reconciler.remove(object) : reconciler.upsert(object)) policyRound.schedule();
     }),
   );
-  const pods = informer<PodObject>("/api/v1/pods", () => workloadRound.schedule(), { fieldSelector: `spec.nodeName=${node}` });
+  const pods = informer<PodObject>("/api/v1/pods", (type, pod) => {
+    if (type !== "deleted") reporter.recordPod(pod as V1Pod);
+    workloadRound.schedule();
+  }, { fieldSelector: `spec.nodeName=${node}` });
   const namespaces = informer<NamespaceObject>("/api/v1/namespaces", () => workloadRound.schedule());
 
   const publish = () => {
@@ -75,6 +93,7 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
       ...(reconciler.plan && { planDigest: reconciler.plan.digest }),
       policies: reconciler.states(),
     };
+    publisher.publish(latestState);
   };
 
   const reconcile = () => {
@@ -142,6 +161,7 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
     policyRound.cancel();
     workloadRound.cancel();
     await Promise.all(all.map((i) => i.stop()));
+    await Promise.all([reporter.close(), publisher.close(), aggregator.stop()]);
     await core.close();
   });
   return { ...lifecycle, ready, nodeState: () => latestState };

@@ -46,7 +46,7 @@ const pods: Record<string, TestPod> = {};
 function startAgent(extra: string[] = []): void {
   const child = spawn(join(ROOT, "bin", "palisade"), [
     "run", "--kubernetes", "--kubeconfig", cluster.kubeconfig, "--node", NODE, "--cgroup-root", cgroupRoot,
-    "--pin-dir", PIN_DIR, "--events-file", eventsFile, ...extra,
+    "--pin-dir", PIN_DIR, "--events-file", eventsFile, "--no-metrics", "--no-observe", ...extra,
   ], { stdio: ["ignore", "ignore", "pipe"] });
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (log += d));
   agent = child;
@@ -82,6 +82,9 @@ const eventually = (cgroup: string | undefined, binary: string, outcome: "killed
   expect.poll(() => runIn(cgroup, binary), { timeout: 20_000, interval: 100 }).toBe(outcome);
 
 const events = () => (existsSync(eventsFile) ? readFileSync(eventsFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)) : []);
+
+/** A TracingPolicy's status, as the elected aggregator wrote it. */
+const status = async (name: string) => JSON.parse((await cluster.kubectl(["get", "tracingpolicy", name, "-o", "json"])).stdout).status ?? {};
 
 const kubectlApply = (object: unknown) => cluster.kubectl(["apply", "-f", "-"], { input: JSON.stringify(object) });
 
@@ -129,6 +132,8 @@ beforeAll(async () => {
   cluster = await startCluster();
   await cluster.kubectl(["apply", "-f", join(ROOT, "api", "crds")]);
   await cluster.kubectl(["wait", "--for=condition=Established", "--timeout=30s", "crd/tracingpolicies.palisade.dev", "crd/tracingpoliciesnamespaced.palisade.dev"]);
+  // The heartbeat and status-aggregator Leases live in palisade-system.
+  await kubectlApply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "palisade-system" } });
   for (const [ns, env] of [["shop", "prod"], ["lab", "dev"]] as const) {
     await kubectlApply({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: { env } } });
     // No controller manager: the ServiceAccount admission plugin wants the default account.
@@ -164,6 +169,17 @@ describe("palisade run --kubernetes", () => {
     }));
   });
 
+  it("reports the policy Ready on its status, and the kill in the pod's PolicyReport", async () => {
+    await expect.poll(() => status("no-forbidden-in-prod"), { timeout: 20_000, interval: 250 }).toMatchObject({
+      observedGeneration: 1,
+      conditions: expect.arrayContaining([expect.objectContaining({ type: "Ready", status: "True" })]),
+    });
+    await expect.poll(async () => {
+      const reports = JSON.parse((await cluster.kubectl(["get", "policyreports", "-n", "shop", "-o", "json"])).stdout).items;
+      return reports.reduce((n: number, r: { summary?: { fail?: number } }) => n + (r.summary?.fail ?? 0), 0);
+    }, { timeout: 30_000, interval: 500 }).toBeGreaterThan(0);
+  });
+
   it("leaves an unselected pod and the host alone", () => {
     expect(runIn(pods.dev!.cgroup, forbidden)).toBe("ran");
     expect(runIn(undefined, forbidden)).toBe("ran");
@@ -181,7 +197,12 @@ describe("palisade run --kubernetes", () => {
     const bad = tracingPolicy("broken", forbidden3);
     bad.spec.rules[0]!.match = `process.binnary == "${forbidden3}"`;
     await kubectlApply(bad);
-    await waitForLog(/TracingPolicy\/broken: not applied .*spec\.rules\[0\]\.match:1:\d+: .*binnary/, mark);
+    await waitForLog(/TracingPolicy\/broken: not applied .*spec\.rules\[0\]\.match:1:9: .*binnary/, mark);
+    await expect.poll(() => status("broken"), { timeout: 20_000, interval: 250 }).toMatchObject({
+      conditions: expect.arrayContaining([expect.objectContaining({
+        type: "Ready", status: "False", reason: "CompileError", message: expect.stringMatching(/spec\.rules\[0\]\.match:1:9: `process\.binnary`: no such field/),
+      })]),
+    });
     // Another policy applied after it is in force; the broken one never is.
     await kubectlApply(tracingPolicy("host-too", forbidden2));
     await eventually(undefined, forbidden2, "killed");
