@@ -7,10 +7,11 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import { HOOKS, type Hook, type PolicyKind } from "../../policy/model.ts";
 import { sameStatus, significantChange, StatusAggregation, type PolicyStatus } from "./aggregation.ts";
-import { backoffMillis, KubeClient, KubeError, type KubeObject } from "./kube.ts";
+import { ApiError, KubeClient } from "../client.ts";
+import { Backoff, Informer, type KubeObject } from "../informer.ts";
+import { StatusClient } from "./kube.ts";
 import { HEARTBEAT_LABEL, LeaderElection, leasesPath, readHeartbeat, statusNamespace, type Lease } from "./leases.ts";
 import { GROUP, NODES_PATH, readNodeReport, VERSION, type PalisadeNode } from "./node-object.ts";
-import { startReflector, type Reflector } from "./reflector.ts";
 
 const FIELD_MANAGER = "palisade-status-aggregator";
 export const DEFAULT_LEASE_NAME = "palisade-status-aggregator";
@@ -26,7 +27,7 @@ const POLICY_RESOURCES: { kind: PolicyKind; plural: string }[] = [
   { kind: "TracingPolicyNamespaced", plural: "tracingpoliciesnamespaced" },
 ];
 
-interface PolicyObject extends KubeObject {
+interface WatchedPolicy extends KubeObject {
   spec?: { rules?: { hook?: string }[] };
   status?: PolicyStatus;
 }
@@ -52,7 +53,8 @@ export interface StatusAggregator {
 
 export function startStatusAggregator(options: StatusAggregatorOptions): StatusAggregator {
   const namespace = options.namespace ?? statusNamespace();
-  const client = new KubeClient(options.kubeConfig, `palisade-status-aggregator/${options.identity}`);
+  const client = new StatusClient(options.kubeConfig, `palisade-status-aggregator/${options.identity}`);
+  const reader = new KubeClient(options.kubeConfig);
   let run: AggregationRun | undefined;
   const election = new LeaderElection({
     client,
@@ -63,10 +65,10 @@ export function startStatusAggregator(options: StatusAggregatorOptions): StatusA
     leaseDurationSeconds: options.leaseDurationSeconds,
     renewDeadlineSeconds: options.leaseDurationSeconds && Math.max(1, Math.floor((options.leaseDurationSeconds * 2) / 3)),
     onStartedLeading: () => {
-      run = new AggregationRun(client, namespace, options.writesPerSecond ?? 50, options.log);
+      run = new AggregationRun(client, reader, namespace, options.writesPerSecond ?? 50, options.log);
     },
     onStoppedLeading: () => {
-      run?.stop();
+      void run?.stop();
       run = undefined;
     },
   });
@@ -76,8 +78,9 @@ export function startStatusAggregator(options: StatusAggregatorOptions): StatusA
       return election.isLeader;
     },
     async stop() {
+      const last = run;
       await election.stop();
-      await run?.drain();
+      await last?.stop();
       client.close();
     },
   };
@@ -86,7 +89,7 @@ export function startStatusAggregator(options: StatusAggregatorOptions): StatusA
 /** One term as leader: the watches, the aggregation and the writes; dropped on stepping down. */
 class AggregationRun {
   private readonly aggregation = new StatusAggregation();
-  private readonly reflectors: Reflector[] = [];
+  private readonly informers: Informer<KubeObject>[] = [];
   private readonly unsynced = new Set<string>();
   /** Per policy uid: the status stored (from the watch) and the one we last wrote. */
   private readonly stored = new Map<string, PolicyStatus | undefined>();
@@ -103,32 +106,36 @@ class AggregationRun {
   private writing: Promise<void>[] = [];
   private tokens: number;
   private tokensAt = Date.now();
-  private failures = 0;
+  private readonly backoff = new Backoff();
   private stopped = false;
 
-  private readonly client: KubeClient;
+  private readonly client: StatusClient;
   private readonly log: (line: string) => void;
   private readonly writesPerSecond: number;
 
-  constructor(client: KubeClient, namespace: string, writesPerSecond: number, log: (line: string) => void) {
+  constructor(client: StatusClient, reader: KubeClient, namespace: string, writesPerSecond: number, log: (line: string) => void) {
     this.client = client;
     this.log = log;
     this.writesPerSecond = writesPerSecond;
     this.tokens = writesPerSecond;
-    const watch = <T extends KubeObject>(path: string, upsert: (o: T) => void, remove: (o: T) => void) => {
+    const watch = <T extends KubeObject>(path: string, upsert: (o: T) => void, remove: (o: T) => void, labelSelector?: string) => {
       this.unsynced.add(path);
-      this.reflectors.push(
-        startReflector<T>({
-          client,
-          path,
-          log,
-          handlers: {
-            upsert: (o) => (upsert(o), this.schedule()),
-            remove: (o) => (remove(o), this.schedule()),
-            synced: () => (this.unsynced.delete(path), this.schedule()),
-          },
-        }),
-      );
+      const informer = new Informer<T>(reader, {
+        path,
+        labelSelector,
+        log,
+        onChange: (type, o) => {
+          if (type === "deleted") remove(o);
+          else upsert(o);
+          this.schedule();
+        },
+        onSynced: () => {
+          this.unsynced.delete(path);
+          this.schedule();
+        },
+      });
+      informer.start();
+      this.informers.push(informer as unknown as Informer<KubeObject>);
     };
     watch<PalisadeNode>(
       NODES_PATH,
@@ -136,7 +143,7 @@ class AggregationRun {
       (o) => this.aggregation.setReport(o.metadata.name, undefined),
     );
     watch<Lease>(
-      `${leasesPath(namespace)}?labelSelector=${encodeURIComponent(HEARTBEAT_LABEL)}`,
+      leasesPath(namespace),
       (lease) => this.heartbeat(lease),
       (lease) => {
         const heartbeat = readHeartbeat(lease);
@@ -144,9 +151,10 @@ class AggregationRun {
         this.renewTimes.delete(heartbeat.node);
         this.aggregation.setHeartbeat(heartbeat.node, undefined);
       },
+      HEARTBEAT_LABEL,
     );
     for (const { kind, plural } of POLICY_RESOURCES) {
-      watch<PolicyObject>(
+      watch<WatchedPolicy>(
         `/apis/${GROUP}/${VERSION}/${plural}`,
         (o) => this.upsertPolicy(kind, plural, o),
         (o) => this.removePolicy(o.metadata.uid!),
@@ -158,16 +166,12 @@ class AggregationRun {
     }, LIVENESS_CHECK_MILLIS);
   }
 
-  stop() {
+  /** Stops watching and writing; resolves when no write is in flight. */
+  async stop() {
     this.stopped = true;
-    for (const reflector of this.reflectors) reflector.stop();
     clearInterval(this.livenessTimer);
     clearTimeout(this.flushTimer);
-  }
-
-  /** Waits for writes in flight (after stop()). */
-  async drain() {
-    await Promise.all(this.writing);
+    await Promise.all([...this.informers.map((i) => i.stop()), ...this.writing]);
   }
 
   private heartbeat(lease: Lease) {
@@ -182,7 +186,7 @@ class AggregationRun {
     this.aggregation.setHeartbeat(heartbeat.node, aliveUntil);
   }
 
-  private upsertPolicy(kind: PolicyKind, plural: string, object: PolicyObject) {
+  private upsertPolicy(kind: PolicyKind, plural: string, object: WatchedPolicy) {
     const { uid, name, namespace, generation } = object.metadata;
     if (!uid) return;
     const hooks = new Set<Hook>();
@@ -260,12 +264,12 @@ class AggregationRun {
         await this.client.apply(path, body, FIELD_MANAGER);
         this.written.set(uid, status);
         this.lastWrite.set(uid, Date.now());
-        this.failures = 0;
+        this.backoff.reset();
       } catch (err) {
-        if (err instanceof KubeError && err.status === 404) continue; // deleted meanwhile; the watch will say so
+        if (err instanceof ApiError && err.status === 404) continue; // deleted meanwhile; the watch will say so
         this.log(`status: writing ${path}: ${(err as Error).message}`);
         this.aggregation.markDirty(uid);
-        this.schedule(backoffMillis(this.failures++));
+        this.schedule(this.backoff.next());
         return;
       }
     }

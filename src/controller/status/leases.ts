@@ -5,7 +5,9 @@
 // writes are optimistic (resourceVersion), and the leader steps down when it cannot renew
 // within renewDeadlineSeconds, which is shorter than the lease, so two leaders never overlap.
 
-import { KubeError, type KubeClient, type KubeObject } from "./kube.ts";
+import { ApiError } from "../client.ts";
+import type { KubeObject } from "../informer.ts";
+import type { ObjectBody, StatusClient } from "./kube.ts";
 
 export const HEARTBEAT_PERIOD_SECONDS = 10;
 /** A node whose heartbeat Lease is older than this many periods counts as gone. */
@@ -21,7 +23,13 @@ export interface LeaseSpec {
   leaseTransitions?: number;
 }
 
+/** As the server returns it. */
 export interface Lease extends KubeObject {
+  spec: LeaseSpec;
+}
+
+/** As we write it. */
+export interface LeaseBody extends ObjectBody {
   spec: LeaseSpec;
 }
 
@@ -39,7 +47,7 @@ export function microTime(date = new Date()): string {
   return date.toISOString().replace(/Z$/, "000Z");
 }
 
-export function heartbeatLease(namespace: string, node: string, periodSeconds: number): Lease {
+export function heartbeatLease(namespace: string, node: string, periodSeconds: number): LeaseBody {
   return {
     apiVersion: "coordination.k8s.io/v1",
     kind: "Lease",
@@ -57,7 +65,7 @@ export function readHeartbeat(lease: Lease): { node: string; aliveUntil: number 
 }
 
 export interface LeaderElectionOptions {
-  client: KubeClient;
+  client: StatusClient;
   namespace: string;
   name: string;
   identity: string;
@@ -106,7 +114,7 @@ export class LeaderElection {
     if (!this.leading) return;
     this.stepDown();
     try {
-      const lease = await this.options.client.get<Lease>(this.path());
+      const lease = await this.options.client.get<LeaseBody>(this.path());
       if (lease.spec.holderIdentity !== this.options.identity) return;
       const now = microTime();
       lease.spec = { ...lease.spec, holderIdentity: null, leaseDurationSeconds: 1, renewTime: now, acquireTime: now };
@@ -139,7 +147,7 @@ export class LeaderElection {
         if (this.leading && Date.now() - this.lastRenewed > this.options.renewDeadlineSeconds * 1000) {
           this.options.log(`status: cannot renew Lease ${this.options.name} (${err.message}); stepping down`);
           this.stepDown();
-        } else if (!(err instanceof KubeError && err.status === 409)) {
+        } else if (!(err instanceof ApiError && err.status === 409)) {
           this.options.log(`status: Lease ${this.options.name}: ${err.message}`);
         }
       },
@@ -163,17 +171,17 @@ export class LeaderElection {
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { client, identity, leaseDurationSeconds, namespace, name } = this.options;
     const now = microTime();
-    let lease: Lease;
+    let lease: LeaseBody;
     try {
-      lease = await client.get<Lease>(this.path());
+      lease = await client.get<LeaseBody>(this.path());
     } catch (err) {
-      if (!(err instanceof KubeError && err.status === 404)) throw err;
+      if (!(err instanceof ApiError && err.status === 404)) throw err;
       await client.create(leasesPath(namespace), {
         apiVersion: "coordination.k8s.io/v1",
         kind: "Lease",
         metadata: { name, namespace },
         spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
-      } satisfies Lease);
+      } satisfies LeaseBody);
       return true;
     }
     const holder = lease.spec.holderIdentity ?? "";

@@ -5,7 +5,8 @@
 
 import type { Hook, PolicyKind } from "../../policy/model.ts";
 import type { NodePolicyReason, NodePolicyState, NodeState } from "../node-state.ts";
-import type { KubeObject } from "./kube.ts";
+import type { KubeObject } from "../informer.ts";
+import type { ObjectBody } from "./kube.ts";
 
 export const GROUP = "palisade.dev";
 export const VERSION = "v1alpha1";
@@ -37,8 +38,14 @@ export interface PalisadeNodeStatus {
   failed: PolicyFailure[];
 }
 
+/** As the informer reads it. */
 export interface PalisadeNode extends KubeObject {
   status?: PalisadeNodeStatus;
+}
+
+/** As the agent writes it. */
+export interface PalisadeNodeBody extends ObjectBody {
+  status: PalisadeNodeStatus;
 }
 
 /** A node's report as the aggregator reads it: per policy uid, the generation and the outcome. */
@@ -51,7 +58,7 @@ export interface NodeReport {
 /** Hooks the kernel cannot enforce on that node get the backend "none". */
 export const NO_BACKEND = "none";
 
-export function toPalisadeNode(state: NodeState): PalisadeNode {
+export function toPalisadeNode(state: NodeState): PalisadeNodeBody {
   const backends: Partial<Record<Hook, string>> = {};
   for (const [hook, backend] of Object.entries(state.backends) as [Hook, string | null][]) backends[hook] = backend ?? NO_BACKEND;
   const enforcing: string[] = [];
@@ -96,7 +103,7 @@ function truncate(text: string, limit: number): string {
 }
 
 /** Reads a PalisadeNode back; entries it cannot parse are skipped (a newer agent's format). */
-export function readNodeReport(object: PalisadeNode): NodeReport {
+export function readNodeReport(object: Pick<PalisadeNode, "metadata" | "status"> | PalisadeNodeBody): NodeReport {
   const policies: NodeReport["policies"] = new Map();
   const status = object.status;
   for (const entry of status?.enforcing ?? []) {

@@ -6,7 +6,8 @@
 
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { NodeState } from "../node-state.ts";
-import { backoffMillis, KubeClient } from "./kube.ts";
+import { Backoff } from "../informer.ts";
+import { StatusClient } from "./kube.ts";
 import { heartbeatLease, HEARTBEAT_PERIOD_SECONDS, leasesPath, statusNamespace } from "./leases.ts";
 import { NODES_PATH, toPalisadeNode } from "./node-object.ts";
 
@@ -22,11 +23,11 @@ export interface NodeStatePublisherOptions {
   /** Where the heartbeat Lease lives (default: $POD_NAMESPACE, else palisade-system). */
   namespace?: string;
   /** A client to share (the scale benchmark runs hundreds of publishers in one process). */
-  client?: KubeClient;
+  client?: StatusClient;
 }
 
 export class NodeStatePublisher {
-  private readonly client: KubeClient;
+  private readonly client: StatusClient;
   private readonly ownsClient: boolean;
   private readonly node: string;
   private readonly namespace: string;
@@ -37,14 +38,14 @@ export class NodeStatePublisher {
   /** JSON of the last object the server accepted; an equal state is not written again. */
   private written: string | undefined;
   private writing: Promise<void> | undefined;
-  private failures = 0;
+  private readonly backoff = new Backoff();
   private retryTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private heartbeatFailures = 0;
+  private readonly heartbeatBackoff = new Backoff();
   private closed = false;
 
   constructor(options: NodeStatePublisherOptions) {
-    this.client = options.client ?? new KubeClient(options.kubeConfig, `palisade-agent/${options.node}`);
+    this.client = options.client ?? new StatusClient(options.kubeConfig, `palisade-agent/${options.node}`);
     this.ownsClient = !options.client;
     this.node = options.node;
     this.namespace = options.namespace ?? statusNamespace();
@@ -85,7 +86,7 @@ export class NodeStatePublisher {
       try {
         await this.client.apply(`${NODES_PATH}/${encodeURIComponent(this.node)}`, object, FIELD_MANAGER);
         this.written = comparable;
-        this.failures = 0;
+        this.backoff.reset();
       } catch (err) {
         this.log(`status: writing PalisadeNode ${this.node}: ${(err as Error).message}`);
         this.latest ??= state;
@@ -94,7 +95,7 @@ export class NodeStatePublisher {
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
           this.writing = this.write();
-        }, backoffMillis(this.failures++));
+        }, this.backoff.next());
         this.writing = undefined;
         return;
       }
@@ -108,12 +109,12 @@ export class NodeStatePublisher {
       .apply(`${leasesPath(this.namespace)}/${lease.metadata.name}`, lease, FIELD_MANAGER)
       .then(
         () => {
-          this.heartbeatFailures = 0;
+          this.heartbeatBackoff.reset();
           return this.heartbeatSeconds * 1000;
         },
         (err: Error) => {
           this.log(`status: renewing heartbeat Lease of ${this.node}: ${err.message}`);
-          return Math.min(this.heartbeatSeconds * 1000, backoffMillis(this.heartbeatFailures++));
+          return Math.min(this.heartbeatSeconds * 1000, this.heartbeatBackoff.next());
         },
       )
       .then((delay) => {
