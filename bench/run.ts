@@ -4,6 +4,7 @@ import { cpus } from "node:os";
 import { benchPolicyChange } from "./agent.ts";
 import { benchCompile } from "./compile.ts";
 import { benchKernel } from "./kernel.ts";
+import { benchKubeApply } from "./kube-apply.ts";
 import { benchOtel } from "./otel.ts";
 
 console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString()}\n`);
@@ -13,5 +14,7 @@ console.log("\n## Kernel cost per call\n");
 console.log(benchKernel({ log: (line) => console.error(line) }));
 console.log("\n## Policy change to enforcement\n");
 console.log(await benchPolicyChange());
+console.log("\n## Kubernetes: kubectl apply to enforcement\n");
+console.log(await benchKubeApply());
 console.log("\n## OpenTelemetry export\n");
 console.log(benchOtel());
