@@ -95,7 +95,7 @@ export function workloadKey(scope: ReportScope): string {
   return scope.namespace === undefined ? `Node/${w.name}` : `${w.kind}/${scope.namespace}/${w.name}`;
 }
 
-const labelValue = (value: string) => (value.length <= MAX_LABEL_VALUE ? value : hash(value, 40));
+export const labelValue = (value: string) => (value.length <= MAX_LABEL_VALUE ? value : hash(value, 40));
 const truncate = (value: string, max: number) => (value.length <= max ? value : `${value.slice(0, max - 1)}…`);
 
 function timestamp(millis: number) {

@@ -9,8 +9,8 @@
 
 import { KubernetesObjectApi, PatchStrategy, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import type { RuntimeEvent } from "../../events/event.ts";
-import { buildReport, MANAGED_BY_LABEL, REPORT_KINDS, reportName, resultsOfReport, SOURCE, type ReportFlavor, type ReportObject, type ReportScope } from "./format.ts";
-import { podSpecFindings } from "./pod-checks.ts";
+import { buildReport, labelValue, MANAGED_BY_LABEL, NODE_ANNOTATION, NODE_LABEL, REPORT_KINDS, reportName, resultsOfReport, SOURCE, type ReportFlavor, type ReportObject, type ReportScope } from "./format.ts";
+import { POD_CHECK_POLICY, podSpecFindings } from "./pod-checks.ts";
 import { observationOfEvent, ReportResults, type Observation } from "./results.ts";
 import { isNotFound, LruCache, WorkloadResolver, type PodLike } from "./workload.ts";
 
@@ -80,6 +80,8 @@ export class PolicyReporter {
   /** Pod-spec findings already recorded, by container start. */
   private readonly seenStarts = new LruCache<string, true>(50_000);
   private nodeScope: ReportScope | undefined;
+  /** Set by retainPolicies(): the policies in force, applied to every report of this node at the next flush. */
+  private retained: Set<string> | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
   private touches = 0;
@@ -146,6 +148,15 @@ export class PolicyReporter {
     this.stats.recorded++;
   }
 
+  /**
+   * The policies now in force on this node (the names events carry in `policy`). At the next
+   * flush, results of any other policy (deleted, renamed) leave every report this node wrote,
+   * those written before a restart included. Pod-spec results stay.
+   */
+  retainPolicies(policies: Iterable<string>): void {
+    this.retained = new Set(policies);
+  }
+
   /** Writes everything pending now. Never rejects: failures are logged and retried at the next flush. */
   flush(): Promise<void> {
     // One flush at a time; a flush asked for during one runs right after it.
@@ -184,6 +195,14 @@ export class PolicyReporter {
         this.putBack(key, group);
       }
     }
+    if (this.retained) {
+      try {
+        await this.prune(this.retained);
+        this.retained = undefined;
+      } catch (error) {
+        failures.push(`removing results of policies no longer in force: ${(error as Error).message}`);
+      }
+    }
     for (const state of this.reports.values()) {
       if (!state.dirty) continue;
       const report = buildReport(state.scope, state.results, { flavor: this.flavor, node: this.node, maxBytes: this.maxBytes });
@@ -199,6 +218,26 @@ export class PolicyReporter {
     this.forgetIdleReports();
     // One line per flush, however many failed: an unreachable API server must not flood the log.
     if (failures.length > 0) this.log(`policy reports: ${failures.length} failure(s), retried at the next flush; first: ${failures[0]}`);
+  }
+
+  /** Removes results of policies not in `retained` from this node's reports, stored or in memory. */
+  private async prune(retained: Set<string>): Promise<void> {
+    const kinds = REPORT_KINDS[this.flavor];
+    const labelSelector = `${MANAGED_BY_LABEL}=${SOURCE},${NODE_LABEL}=${labelValue(this.node)}`;
+    for (const kind of [kinds.namespaced, kinds.cluster]) {
+      const stored = await this.objects.list<ReportObject>(kinds.apiVersion, kind, undefined, undefined, undefined, undefined, undefined, labelSelector);
+      for (const object of stored.items) {
+        const namespace = object.metadata.namespace;
+        const scope: ReportScope = namespace === undefined ? { workload: { ...object.scope, kind: "Node" } } : { namespace, workload: object.scope };
+        // Another node whose name hashes to the same label value is not ours to touch.
+        if (object.metadata.annotations?.[NODE_ANNOTATION] !== this.node || reportName(scope, this.node) !== object.metadata.name) continue;
+        const key = `${namespace ?? ""}/${object.metadata.name}`;
+        if (!this.reports.has(key)) this.reports.set(key, { scope, results: resultsOfReport(object, this.maxResults), dirty: false, touched: ++this.touches });
+      }
+    }
+    const gone = (r: { policy: string }) => r.policy !== POD_CHECK_POLICY && !retained.has(r.policy);
+    for (const state of this.reports.values()) if (state.results.removeWhere(gone) > 0) state.dirty = true;
+    for (const group of this.pending.values()) group.results.removeWhere(gone);
   }
 
   private putBack(key: string, group: PendingGroup): void {

@@ -104,6 +104,18 @@ export class ReportResults {
     });
   }
 
+  /** Drops the results `drop` picks (not an eviction: they no longer apply). Returns how many. */
+  removeWhere(drop: (result: AggregatedResult) => boolean): number {
+    let removed = 0;
+    for (const [key, result] of this.results) {
+      if (drop(result)) {
+        this.results.delete(key);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   mergeAll(other: ReportResults): void {
     for (const result of other.results.values()) this.merge(result);
     this.evicted += other.evicted;

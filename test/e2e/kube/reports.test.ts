@@ -249,6 +249,26 @@ describe("PolicyReports (wgpolicyk8s.io/v1alpha2) from runtime events", () => {
   });
 });
 
+describe("policies removed", () => {
+  it("leave every report this node wrote, those of a previous agent run included; other nodes' reports are untouched", async () => {
+    const before = await getReport("palisade-deployment-api-node-b");
+    const r = reporter(); // a fresh agent: nothing in memory
+    r.retainPolicies(["no-shells"]);
+    await r.flush();
+    const policiesIn = async (name: string, kind = "policyreport") => [...new Set((await (kind === "clusterpolicyreport" ? kubectlJson(["get", kind, name]) : getReport(name, kind))).results.map((x: Json) => x.policy))];
+    expect(await policiesIn("palisade-deployment-api-node-a")).toEqual(["no-shells"]);
+    expect(await policiesIn("palisade-cronjob-nightly-node-a")).toEqual(["no-shells"]);
+    expect(await policiesIn("palisade-pod-priv-node-a")).toEqual(["pod-privileges"]); // pod-spec results stay
+    const host = await kubectlJson(["get", "clusterpolicyreport", "palisade-node-node-a"]);
+    expect(host.results ?? []).toEqual([]);
+    expect(host.summary).toEqual({ pass: 0, fail: 0, warn: 0, error: 0, skip: 0 });
+    const deployment = await getReport("palisade-deployment-api-node-a");
+    expect(deployment.summary).toEqual({ pass: 0, fail: 1, warn: 0, error: 0, skip: 0 });
+    expect(resultOf(deployment, "/bin/sh").properties.count).toBe("5");
+    expect((await getReport("palisade-deployment-api-node-b")).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+  });
+});
+
 describe("OpenReports (openreports.io/v1alpha1) with flavor openreports", () => {
   it("writes Report and ClusterReport objects of the same shape", async () => {
     const r = reporter({ flavor: "openreports" });
@@ -288,7 +308,7 @@ describe("least privilege and retries", () => {
           { apiGroups: [""], resources: ["pods", "nodes"], verbs: ["get"] },
           { apiGroups: ["apps"], resources: ["replicasets"], verbs: ["get"] },
           { apiGroups: ["batch"], resources: ["jobs"], verbs: ["get"] },
-          { apiGroups: ["wgpolicyk8s.io"], resources: ["policyreports", "clusterpolicyreports"], verbs: ["get", "create", "patch"] },
+          { apiGroups: ["wgpolicyk8s.io"], resources: ["policyreports", "clusterpolicyreports"], verbs: ["get", "list", "create", "patch"] },
         ],
       }),
     });
