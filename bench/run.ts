@@ -6,6 +6,7 @@ import { benchCompile } from "./compile.ts";
 import { benchKernel } from "./kernel.ts";
 import { benchKubeApply } from "./kube-apply.ts";
 import { benchOtel } from "./otel.ts";
+import { benchStatusScale } from "./status-scale.ts";
 
 console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString()}\n`);
 console.log("## Compile time\n");
@@ -16,5 +17,7 @@ console.log("\n## Policy change to enforcement\n");
 console.log(await benchPolicyChange());
 console.log("\n## Kubernetes: kubectl apply to enforcement\n");
 console.log(await benchKubeApply());
+console.log("\n## Kubernetes: policy status at scale\n");
+console.log(await benchStatusScale());
 console.log("\n## OpenTelemetry export\n");
 console.log(benchOtel());

@@ -9,7 +9,7 @@ import { ApiError } from "../client.ts";
 import type { KubeObject } from "../informer.ts";
 import type { ObjectBody, StatusClient } from "./kube.ts";
 
-export const HEARTBEAT_PERIOD_SECONDS = 10;
+export const HEARTBEAT_PERIOD_SECONDS = 20;
 /** A node whose heartbeat Lease is older than this many periods counts as gone. */
 export const HEARTBEAT_MISSES = 3;
 export const HEARTBEAT_LABEL = "palisade.dev/heartbeat";

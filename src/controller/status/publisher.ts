@@ -18,7 +18,7 @@ export interface NodeStatePublisherOptions {
   /** This node's name: the PalisadeNode's and the heartbeat Lease's name. */
   node: string;
   log: (line: string) => void;
-  /** How often the heartbeat Lease is renewed (default 10 s); the node counts as gone after 3 periods. */
+  /** How often the heartbeat Lease is renewed (default 20 s); the node counts as gone after 3 periods. */
   heartbeatSeconds?: number;
   /** Where the heartbeat Lease lives (default: $POD_NAMESPACE, else palisade-system). */
   namespace?: string;
