@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { formatDiagnostic } from "../diagnostics.ts";
-import { Enforcer, capabilitiesOf, describeActions, probe, type Backend, type Capabilities, type EnforcerEvent } from "../enforcer/index.ts";
+import { Enforcer, capabilitiesOf, describeActions, probe, type Backend, type Capabilities, type EnforcerEvent, type Workload } from "../enforcer/index.ts";
 import type { RuntimeEvent } from "../events/event.ts";
 import type { KernelPlan } from "../plan/types.ts";
 import type { Hook } from "../policy/model.ts";
@@ -55,8 +55,11 @@ export interface AgentCore {
   readonly log: (line: string) => void;
   /** Present once the first plan is in force. */
   readonly enforcer: Enforcer | undefined;
-  /** The first plan opens the enforcer (rules in force before the programs attach); later ones apply hitlessly. */
-  enforce(plan: KernelPlan): void;
+  /**
+   * The first plan opens the enforcer (rules in force before the programs attach, with
+   * `workloads` classified); later ones apply hitlessly, keeping the enforcer's workloads.
+   */
+  enforce(plan: KernelPlan, workloads?: ReadonlyMap<bigint, Workload>): void;
   /** JSON lines, OpenTelemetry, observe and metrics (src/agent/outputs.ts). */
   readonly outputs: Outputs;
   /** Another consumer of every event, after the JSON lines and OpenTelemetry outputs. */
@@ -95,10 +98,10 @@ export function startAgentCore(options: AgentCoreOptions): AgentCore {
     get enforcer() {
       return enforcer;
     },
-    enforce(plan) {
+    enforce(plan, workloads) {
       if (enforcer) outputs.planApplied(plan, enforcer.applyPlan(plan).durationMs);
       else {
-        enforcer = Enforcer.open({ plan, node, ...(options.pinDir && { pinDir: options.pinDir }), onEvent, onError: (e) => log(`event: ${e.message}`) });
+        enforcer = Enforcer.open({ plan, node, ...(options.pinDir && { pinDir: options.pinDir }), ...(workloads && { workloads }), onEvent, onError: (e) => log(`event: ${e.message}`) });
         outputs.planApplied(plan);
       }
     },

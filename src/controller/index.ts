@@ -13,7 +13,7 @@
 import { hostname } from "node:os";
 import type { V1Pod } from "@kubernetes/client-node";
 import { agentLifecycle, describePlan, startAgentCore, type Agent, type AgentCoreOptions } from "../agent/index.ts";
-import type { Hook, PolicyKind } from "../policy/model.ts";
+import { policyId, type Hook, type PolicyKind } from "../policy/model.ts";
 import { KubeClient, loadKubeConfig } from "./client.ts";
 import { PolicyReporter, type ReportFlavor } from "./reports/index.ts";
 import { NodeStatePublisher, startStatusAggregator } from "./status/index.ts";
@@ -94,6 +94,8 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
       policies: reconciler.states(),
     };
     publisher.publish(latestState);
+    // Reports keep results of the policies in force only (a deleted policy's results go).
+    if (reconciler.plan) reporter.retainPolicies(reconciler.plan.policies.map(policyId));
   };
 
   const reconcile = () => {
@@ -109,7 +111,6 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
     const result = reconciler.reconcile((plan) => core.enforce(plan));
     for (const f of result.failed) log(`${f.key}: not applied (what was in force stays in force): ${f.message}`);
     if (result.plan) {
-      if (!started) applyWorkloads(); // the first plan has just opened the enforcer
       log(`enforcing ${describePlan(result.plan)} (${result.reconciled.length} object${result.reconciled.length === 1 ? "" : "s"} changed; applied in ${(performance.now() - began).toFixed(1)} ms)`);
     }
     publish();
@@ -119,17 +120,21 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
   const policyRound = new Debounce(() => started && reconcile(), options.debounceMs ?? 20, options.maxDelayMs ?? 250);
 
   let lastWorkloads = "";
+  const classified = (n: number) => `classified ${n} cgroup${n === 1 ? "" : "s"} of ${pods.store.size} pod${pods.store.size === 1 ? "" : "s"} on ${node}`;
+  const scan = () => {
+    const found = scanWorkloads(cgroupRoot, pods.store.values(), namespaces.store);
+    return { ...found, digest: JSON.stringify([...found.workloads].map(([id, w]) => [String(id), w])) };
+  };
   const applyWorkloads = () => {
     const enforcer = core.enforcer;
     if (!enforcer) return;
-    const { workloads, missing } = scanWorkloads(cgroupRoot, pods.store.values(), namespaces.store);
+    const { workloads, missing, digest } = scan();
     // The kernel is only written when the classification changed.
-    const digest = JSON.stringify([...workloads].map(([id, w]) => [String(id), w]));
     if (digest !== lastWorkloads) {
       try {
         enforcer.setWorkloads(workloads);
         lastWorkloads = digest;
-        log(`classified ${workloads.size} cgroup${workloads.size === 1 ? "" : "s"} of ${pods.store.size} pod${pods.store.size === 1 ? "" : "s"} on ${node}`);
+        log(classified(workloads.size));
       } catch (e) {
         log(`classifying workloads: ${(e as Error).message}`);
         workloadRound.retry();
@@ -146,10 +151,14 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
   const ready = (async () => {
     await Promise.all(all.map((i) => i.synced));
     if (closed) return;
-    const result = reconciler.reconcile((plan) => core.enforce(plan));
+    // The first plan goes in with the pods already classified: scoped rules hold from the start.
+    const first = scan();
+    const result = reconciler.reconcile((plan) => core.enforce(plan, first.workloads));
     for (const f of result.failed) log(`${f.key}: not applied: ${f.message}`);
     if (!core.enforcer) throw new Error("the first plan could not be put in force");
-    applyWorkloads();
+    lastWorkloads = first.digest;
+    log(classified(first.workloads.size));
+    if (first.missing) workloadRound.later(1_000);
     started = true;
     log(`enforcing ${describePlan(core.enforcer.plan!)} on node ${node}`);
     publish();
