@@ -171,14 +171,14 @@ describe("the chart, rendered by helm", () => {
     await expect(render({ otel: { endpoint: "http://c:4318", headersSecret: { name: "s" } } })).rejects.toThrow("otel.headersSecret.key is required");
   });
 
-  it("renders the CRDs exactly as api/crds, plus the release's labels and the keep annotation", async () => {
+  it("renders the CRDs exactly as api/crds, plus the release's labels and the keep annotations (Helm, Argo CD)", async () => {
     const source = sourceCrds();
     const rendered = byKind(await render({}), "CustomResourceDefinition");
     expect(rendered.map((c) => c.metadata.name).sort()).toEqual(crdNamesOfGroups("palisade.dev", "wgpolicyk8s.io"));
     for (const crd of rendered) {
       const original = source.get(crd.metadata.name)!;
       expect(crd.metadata.labels).toEqual({ ...original.metadata.labels, ...(await releaseLabels()) });
-      expect(crd.metadata.annotations).toEqual({ ...original.metadata.annotations, "helm.sh/resource-policy": "keep" });
+      expect(crd.metadata.annotations).toEqual({ ...original.metadata.annotations, "helm.sh/resource-policy": "keep", "argocd.argoproj.io/sync-options": "Prune=false" });
       const { labels: _labels, annotations: _annotations, ...metadata } = crd.metadata;
       const { labels: _l, annotations: _a, ...originalMetadata } = original.metadata;
       expect({ ...crd, metadata }, crd.metadata.name).toEqual({ ...original, metadata: originalMetadata });
@@ -193,7 +193,10 @@ describe("the chart, rendered by helm", () => {
     expect(await names({ crds: { install: false, policyReports: false } })).toEqual([]);
     expect(await names({ crds: { install: false } })).toEqual(crdNamesOfGroups("wgpolicyk8s.io"));
     const kept = byKind(await render({ crds: { keep: false } }), "CustomResourceDefinition");
-    for (const crd of kept) expect(crd.metadata.annotations ?? {}).not.toHaveProperty("helm.sh/resource-policy");
+    for (const crd of kept) {
+      expect(crd.metadata.annotations ?? {}).not.toHaveProperty("helm.sh/resource-policy");
+      expect(crd.metadata.annotations ?? {}).not.toHaveProperty("argocd.argoproj.io/sync-options");
+    }
   });
 
   it("gives the agent hostPID, privileges and the host file systems BPF needs", async () => {
