@@ -95,7 +95,10 @@ function attributesOf(event: RuntimeEvent, action: EventAction, context: RecordC
   const k8s = event.k8s;
   if (k8s?.namespace) a[ATTR.k8sNamespaceName] = k8s.namespace;
   if (k8s?.pod) a[ATTR.k8sPodName] = k8s.pod;
+  if (k8s?.podUid) a[ATTR.k8sPodUid] = k8s.podUid;
   if (k8s?.container) a[ATTR.k8sContainerName] = k8s.container;
+  // Semconv's container.id is the runtime's id alone: "containerd://4f1c…" in a pod's status is "4f1c…".
+  if (k8s?.containerId) a[ATTR.containerId] = k8s.containerId.replace(/^[a-z0-9.+-]+:\/\//, "");
   if (k8s?.image) {
     const image = parseImageReference(k8s.image);
     a[ATTR.containerImageName] = image.name;

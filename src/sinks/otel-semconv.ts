@@ -33,7 +33,9 @@ export const ATTR = {
 
   k8sNamespaceName: "k8s.namespace.name",
   k8sPodName: "k8s.pod.name",
+  k8sPodUid: "k8s.pod.uid",
   k8sContainerName: "k8s.container.name",
+  containerId: "container.id",
   containerImageName: "container.image.name",
   containerImageTags: "container.image.tags",
   containerImageRepoDigests: "container.image.repo_digests",

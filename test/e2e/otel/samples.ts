@@ -18,11 +18,16 @@ export interface Expected {
 export const RULE_VERSION = "plan-3f9a2c";
 export const BACKENDS = { "process.exec": "tracepoint", "file.open": "tracepoint", "net.connect": "cgroup" } as const;
 
-const pod = { namespace: "prod", pod: "api-7d9f-xk2", container: "api", image: "registry.example:5000/team/api:1.4.2" };
+const pod = {
+  namespace: "prod", pod: "api-7d9f-xk2", container: "api", image: "registry.example:5000/team/api:1.4.2",
+  podUid: "0b9d6c3e-1f4a-4c8e-9a77-3d2b1e5f6a90", containerId: "containerd://4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
+};
 const podAttributes = {
   "k8s.namespace.name": "prod",
   "k8s.pod.name": "api-7d9f-xk2",
+  "k8s.pod.uid": "0b9d6c3e-1f4a-4c8e-9a77-3d2b1e5f6a90",
   "k8s.container.name": "api",
+  "container.id": "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
   "container.image.name": "registry.example:5000/team/api",
   "container.image.tags": ["1.4.2"],
 };
