@@ -14,7 +14,7 @@
 
 /* Bump on any incompatible change to a map or the event record. Pinned maps of another
  * ABI version are never reused: the agent loads fresh maps and swaps the programs. */
-#define PAL_ABI_VERSION 2
+#define PAL_ABI_VERSION 3
 
 #define PAL_GENS 2
 #define PAL_HOOKS 3
@@ -176,6 +176,20 @@ struct pal_event_path {
 #define PAL_PATH_MAX 4096
 #define PAL_MAX_DEPTH 96 /* path components plus mount crossings */
 
+/* Arguments of an exec, captured at execve/execveat entry (sys_enter_execve*) from the
+ * caller's argv, kept per thread (args HASH, LRU: tid -> struct pal_args) until the exec
+ * is decided: each argument NUL-terminated, in order. */
+#define PAL_ARGS_MAX 1024  /* bytes kept */
+#define PAL_ARGS_COUNT 16  /* arguments kept */
+#define PAL_ARGS_TRUNCATED 1 /* more arguments or bytes than kept */
+#define PAL_ARGS_UNREAD 2    /* none captured (the exec began before the agent, or argv was unreadable) */
+
+struct pal_args {
+	__u32 len;   /* bytes of data in use */
+	__u32 flags; /* PAL_ARGS_* */
+	__u8 data[PAL_ARGS_MAX];
+};
+
 /* Event flags */
 #define PAL_EV_ACTED 1          /* the kernel killed or denied */
 #define PAL_EV_SIGNAL_FAILED 2  /* bpf_send_signal refused */
@@ -214,9 +228,15 @@ struct pal_event {
 	__u32 dev;
 	__u32 alias_len;
 	__u8 alias[PAL_STR_BYTES];
+	/* The variable tail, record size = offsetof(path) + path_len. file.open: the path,
+	 * path_flags PAL_PATH_*; process.exec: the arguments (as struct pal_args data),
+	 * path_flags PAL_ARGS_*. */
 	__u32 path_len;
 	__u32 path_flags;
-	__u8 path[PAL_PATH_MAX];
+	union {
+		__u8 path[PAL_PATH_MAX];
+		__u8 args[PAL_ARGS_MAX];
+	};
 };
 
 /* counters PERCPU_ARRAY[PAL_COUNTERS] (u64): every lost or degraded event is counted */

@@ -141,6 +141,15 @@ struct {
 	__type(value, struct pal_alias);
 } pal_inodes SEC(".maps");
 
+/* Arguments of execs in progress, by thread id: written at syscall entry, read when the
+ * exec is decided, deleted once it happened (failed execs are overwritten or evicted). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pal_args);
+} pal_args SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 * 1024 * 1024);
@@ -196,6 +205,9 @@ struct pal_scratch {
 	__u32 workload_state; /* 0: not looked up yet, 1: looked up */
 	__u32 workload_class;
 	__u8 daddr[16];
+	__u32 args_tid;   /* process.exec: the thread whose pal_args entry holds the arguments */
+	__u32 pad4;
+	struct pal_args args;
 	__u32 file_state; /* 0: not walked, 1: walked (w_* describe the file), 2: no file */
 	__u32 aliased;    /* w_* describe a pal_inodes name; ev->path holds the opened path */
 	__u64 ino;
@@ -904,6 +916,18 @@ static __always_inline void pal_emit(struct pal_scratch *sc, __u32 slot, struct 
 			n = PAL_PATH_MAX;
 		bpf_probe_read_kernel(ev->path, n, &sc->buf[pal_clamp_pos(sc->w_start)]);
 		ev->path_flags = sc->w_flags;
+	} else if (sc->hook == PAL_HOOK_EXEC) {
+		__u32 tid = sc->args_tid;
+		struct pal_args *a = bpf_map_lookup_elem(&pal_args, &tid);
+		if (a) {
+			n = a->len;
+			if (n > PAL_ARGS_MAX)
+				n = PAL_ARGS_MAX;
+			bpf_probe_read_kernel(ev->args, n, a->data);
+			ev->path_flags = a->flags;
+		} else {
+			ev->path_flags = PAL_ARGS_UNREAD;
+		}
 	} else {
 		ev->path_flags = sc->file_state == 2 ? PAL_PATH_UNRESOLVED : 0;
 	}
@@ -969,7 +993,7 @@ static __always_inline int pal_act(struct pal_scratch *sc, __u8 verdict, int can
  * With PAL_EXEC_TABLE, the process table entry is written: the sched_process_exec
  * tracepoint, after the exec. Hooks that run before the exec (LSM, fmod_ret, kprobe) only
  * decide and leave the table to that tracepoint, which runs with every backend. */
-static __always_inline int pal_hook_exec(struct task_struct *task, struct file *file, int what)
+static __always_inline int pal_hook_exec(struct task_struct *task, struct file *file, int what, __u32 args_tid)
 {
 	int table = what & PAL_EXEC_TABLE, can_deny = (what & PAL_EXEC_DENY) != 0;
 	__u32 slot, seq = 0, gen = pal_active_gen(&seq);
@@ -981,6 +1005,7 @@ static __always_inline int pal_hook_exec(struct task_struct *task, struct file *
 	if (!sc)
 		return 0;
 	pal_begin(sc, gen & 1, seq, PAL_HOOK_EXEC);
+	sc->args_tid = args_tid;
 
 	sc->proc.tgid = sc->tgid;
 	pal_fill_parent(sc, slot, task);
@@ -1014,6 +1039,64 @@ static __always_inline int pal_hook_exec(struct task_struct *task, struct file *
 	}
 	pal_leave(slot);
 	return fail;
+}
+
+/* Captures the arguments of an execve/execveat at syscall entry (argv: the caller's
+ * array), for the exec's decision to report. Only when process.exec has rules. */
+static __always_inline void pal_capture_args(const char *const *argv)
+{
+	__u32 seq = 0, gen = pal_active_gen(&seq);
+	if (gen == PAL_NONE)
+		return;
+	struct pal_hook *hk = pal_hook_of(gen, PAL_HOOK_EXEC);
+	if (!hk || pal_hook_idle(hk))
+		return;
+	__u32 slot;
+	struct pal_scratch *sc = pal_enter(&slot);
+	if (!sc)
+		return;
+	struct pal_args *a = &sc->args;
+	__u32 len = 0, flags = 0;
+	int i;
+	for (i = 0; i < PAL_ARGS_COUNT; i++) {
+		const char *arg = NULL;
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) < 0) {
+			flags |= PAL_ARGS_UNREAD;
+			break;
+		}
+		if (!arg)
+			break;
+		if (len >= PAL_ARGS_MAX) {
+			flags |= PAL_ARGS_TRUNCATED;
+			break;
+		}
+		/* Built in the path buffer (larger than twice PAL_ARGS_MAX): each read may take
+		 * up to what is left, and the bound holds without a copy of len. */
+		__u32 room = PAL_ARGS_MAX - len;
+		long n = bpf_probe_read_user_str(&sc->buf[len & (PAL_ARGS_MAX - 1)], room & (2 * PAL_ARGS_MAX - 1), arg);
+		if (n <= 0) {
+			flags |= PAL_ARGS_UNREAD;
+			break;
+		}
+		if ((__u32)n >= room && len + n >= PAL_ARGS_MAX) {
+			/* cut short: the last byte kept is the NUL the helper wrote */
+			flags |= PAL_ARGS_TRUNCATED;
+			len = PAL_ARGS_MAX;
+			break;
+		}
+		len += n;
+	}
+	if (i == PAL_ARGS_COUNT) {
+		const char *more = NULL;
+		if (bpf_probe_read_user(&more, sizeof(more), &argv[PAL_ARGS_COUNT]) == 0 && more)
+			flags |= PAL_ARGS_TRUNCATED;
+	}
+	a->len = len;
+	a->flags = flags;
+	bpf_probe_read_kernel(a->data, PAL_ARGS_MAX, sc->buf);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pal_args, &tid, a, BPF_ANY);
+	pal_leave(slot);
 }
 
 /* ---- file.open ---- */

@@ -35,7 +35,11 @@ int pal_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
 	/* The exec has happened: this backend cannot fail it, only kill before the new image
 	 * runs one instruction. */
-	pal_hook_exec(task, BPF_CORE_READ(bprm, file), PAL_EXEC_TABLE | PAL_EXEC_DECIDE);
+	/* A thread other than the leader that execs takes the leader's pid: its arguments are
+	 * under the pid it had (old_pid). */
+	__u32 old_pid = (__u32)ctx->args[1];
+	pal_hook_exec(task, BPF_CORE_READ(bprm, file), PAL_EXEC_TABLE | PAL_EXEC_DECIDE, old_pid);
+	bpf_map_delete_elem(&pal_args, &old_pid);
 	return 0;
 }
 
@@ -45,7 +49,24 @@ int pal_exec_table(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *task = (struct task_struct *)ctx->args[0];
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
-	pal_hook_exec(task, BPF_CORE_READ(bprm, file), PAL_EXEC_TABLE);
+	__u32 old_pid = (__u32)ctx->args[1];
+	pal_hook_exec(task, BPF_CORE_READ(bprm, file), PAL_EXEC_TABLE, old_pid);
+	bpf_map_delete_elem(&pal_args, &old_pid); /* decided already, before the exec */
+	return 0;
+}
+
+/* Arguments of execs, for process.exec's events (every backend). */
+SEC("tracepoint/syscalls/sys_enter_execve")
+int pal_execve_args(struct trace_event_raw_sys_enter *ctx)
+{
+	pal_capture_args((const char *const *)ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int pal_execveat_args(struct trace_event_raw_sys_enter *ctx)
+{
+	pal_capture_args((const char *const *)ctx->args[2]);
 	return 0;
 }
 
@@ -146,7 +167,7 @@ static __always_inline int pal_exec_of(struct linux_binprm *bprm, int can_deny)
 	struct linux_binprm *b = PAL_CAST(struct linux_binprm, bprm);
 	struct file *file = PAL_GET(b, file);
 	return pal_hook_exec((struct task_struct *)bpf_get_current_task(), file,
-			     PAL_EXEC_DECIDE | (can_deny ? PAL_EXEC_DENY : 0));
+			     PAL_EXEC_DECIDE | (can_deny ? PAL_EXEC_DENY : 0), (__u32)bpf_get_current_pid_tgid());
 }
 
 static __always_inline int pal_open_of(struct file *file, int can_deny)

@@ -3,7 +3,7 @@
 // equal to what the C compiler says (the addon reports sizeof/offsetof).
 // docs/kernel-abi.md describes the maps.
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 export const GENS = 2;
 export const HOOKS = 3;
@@ -33,6 +33,11 @@ export const PATH_UNRESOLVED = 1;
 export const PATH_DETACHED = 2;
 export const PATH_NONE = 4;
 export const PATH_ALIAS = 8;
+
+export const ARGS_MAX = 1024;
+export const ARGS_COUNT = 16;
+export const ARGS_TRUNCATED = 1;
+export const ARGS_UNREAD = 2;
 
 export const EV_ACTED = 1;
 export const EV_SIGNAL_FAILED = 2;
@@ -92,6 +97,8 @@ export const LAYOUT = {
   "pal_event.path_len": 1400,
   "pal_event.path_flags": 1404,
   "pal_event.path": 1408,
+  "pal_event.args": 1408,
+  "sizeof pal_args": 1032,
   "pal_event_path.prefix": 8,
   "pal_event_path.suffix": 264,
 } as const;
@@ -189,6 +196,15 @@ export function packClass(c: ClassValue): Uint8Array {
   return b;
 }
 
+/** packClass without BigInts: bit b of the little-endian u64 words is bit b & 7 of byte b >> 3. */
+export function packClassBits(bestSingle: number, bits: Iterable<number>): Uint8Array {
+  const b = new Uint8Array(CLASS_SIZE);
+  new DataView(b.buffer).setUint32(0, bestSingle >>> 0, LE);
+  const at = LAYOUT["pal_class.bits"];
+  for (const bit of bits) b[at + (bit >> 3)]! |= 1 << (bit & 7);
+  return b;
+}
+
 export function unpackClass(b: Uint8Array): ClassValue {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   return {
@@ -283,37 +299,69 @@ export function packAlias(path: Uint8Array, nameLength: number): Uint8Array {
   return b;
 }
 
-/** Fixed-size records ready for the addon's many-entries calls. */
+/** Fixed-size records ready for the addon's many-entries calls, packed as they are added. */
 export class Records {
   readonly keySize: number;
   readonly valueSize: number;
-  private keys: Uint8Array[] = [];
-  private values: Uint8Array[] = [];
+  private keys: Buffer;
+  private values: Buffer;
+  private n = 0;
 
   constructor(keySize: number, valueSize: number) {
     this.keySize = keySize;
     this.valueSize = valueSize;
+    this.keys = Buffer.allocUnsafe(keySize * 64);
+    this.values = Buffer.allocUnsafe(valueSize * 64);
+  }
+
+  private grow(): void {
+    if ((this.n + 1) * this.keySize <= this.keys.length) return;
+    const keys = Buffer.allocUnsafe(this.keys.length * 2);
+    this.keys.copy(keys, 0, 0, this.n * this.keySize);
+    const values = Buffer.allocUnsafe(this.values.length * 2);
+    this.values.copy(values, 0, 0, this.n * this.valueSize);
+    this.keys = keys;
+    this.values = values;
   }
 
   add(key: Uint8Array, value: Uint8Array): void {
     if (key.length !== this.keySize || value.length !== this.valueSize) throw new Error("record size mismatch");
-    this.keys.push(key);
-    this.values.push(value);
+    this.grow();
+    this.keys.set(key, this.n * this.keySize);
+    this.values.set(value, this.n * this.valueSize);
+    this.n++;
+  }
+
+  /** A record of an array map: the key is a u32 index. */
+  addAt(index: number, value: Uint8Array): void {
+    if (this.keySize !== 4 || value.length !== this.valueSize) throw new Error("record size mismatch");
+    this.grow();
+    this.keys.writeUInt32LE(index >>> 0, this.n * 4);
+    this.values.set(value, this.n * this.valueSize);
+    this.n++;
   }
 
   get count(): number {
-    return this.keys.length;
+    return this.n;
   }
 
-  entries(): [Uint8Array, Uint8Array][] {
-    return this.keys.map((k, i) => [k, this.values[i]!]);
+  key(i: number): Buffer {
+    return this.keys.subarray(i * this.keySize, (i + 1) * this.keySize);
+  }
+
+  value(i: number): Buffer {
+    return this.values.subarray(i * this.valueSize, (i + 1) * this.valueSize);
+  }
+
+  entries(): [Buffer, Buffer][] {
+    return Array.from({ length: this.n }, (_, i) => [this.key(i), this.value(i)]);
   }
 
   keyBuffer(): Buffer {
-    return Buffer.concat(this.keys);
+    return this.keys.subarray(0, this.n * this.keySize);
   }
 
   valueBuffer(): Buffer {
-    return Buffer.concat(this.values);
+    return this.values.subarray(0, this.n * this.valueSize);
   }
 }

@@ -44,6 +44,12 @@ export function attachSpecs(selection: Selection): BackendAttachSpec[] {
       ? { program: "pal_exec", kind: "raw_tp", target: "sched_process_exec", key: "exec", hook: "process.exec" }
       : { program: "pal_exec_table", kind: "raw_tp", target: "sched_process_exec", key: "exec" },
     { program: "pal_fork", kind: "raw_tp", target: "sched_process_fork", key: "fork" },
+    // process.exec's arguments, captured at syscall entry for its events.
+    ...(backends["process.exec"]
+      ? (["execve", "execveat"] as const)
+          .filter((sc) => tracepointExists("syscalls", `sys_enter_${sc}`))
+          .map((sc): BackendAttachSpec => ({ program: `pal_${sc}_args`, kind: "tracepoint", target: `syscalls/sys_enter_${sc}`, key: `args-${sc}` }))
+      : []),
     { program: "pal_exit", kind: "raw_tp", target: "sched_process_exit", key: "exit" },
   ];
   for (const hook of Object.keys(SECURITY_HOOKS) as Hook[]) {

@@ -10,8 +10,8 @@ import { entryPrefix, scopeContains } from "../plan/evaluate.ts";
 import type { HookPlan, KernelPlan, Slot } from "../plan/types.ts";
 import {
   ALIAS_SIZE, INODE_KEY_SIZE, inodeKey, packAlias, type FileIdentity,
-  ADDR_KEY_SIZE, bitRankIndex, CLASS_SIZE, classIndex, HOOK_SIZE, hookIndex, INT_KEY_SIZE, MAX_BIT_WORDS, MAX_BITS,
-  MAX_CLASSES, MAX_LPM_ENTRIES, MAX_RANKS, NONE, packClass, packHook, Records, STR_DIMS, STR_KEY_SIZE, strKey, strSlot,
+  ADDR_KEY_SIZE, bitRankIndex, CLASS_SIZE, classIndex, HOOK_SIZE, hookIndex, INT_KEY_SIZE, MAX_BITS,
+  MAX_CLASSES, MAX_LPM_ENTRIES, MAX_RANKS, NONE, packClassBits, packHook, Records, STR_DIMS, STR_KEY_SIZE, strKey, strSlot,
   u32, V_AUDIT, V_DENY, V_KILL, V_MONITOR, V_USERSPACE, addrKey, intKey, verdictIndex, WORKLOAD_KEY_SIZE, workloadKey,
   HOOKS,
 } from "./abi.ts";
@@ -110,7 +110,7 @@ export class WorkloadClasses {
       }
       id = this.next++;
       this.ids.set(key, id);
-      fresh.add(idx(classIndex(gen, id)), value);
+      fresh.addAt(classIndex(gen, id), value);
     }
     return id;
   }
@@ -138,7 +138,7 @@ export function encodeWorkloads(plan: KernelPlan, gen: 0 | 1, workloads: Readonl
           for (const r of c.singles) best = Math.min(best, r);
           for (const b of c.bits) bits.add(b);
         }
-        cls = table.idOf(gen, packClass({ bestSingle: best, bits: bitWords(bits) }), classes);
+        cls = table.idOf(gen, packClassBits(best, bits), classes);
       }
       entries.add(workloadKey(gen, id, cgroupId), u32(cls));
     }
@@ -156,16 +156,6 @@ export function verdictByte(slot: Slot): number {
     case "audited": v = V_AUDIT; break;
   }
   return slot.userspaceCheck !== undefined ? v | V_USERSPACE : v;
-}
-
-function bitWords(bits: Iterable<number>): bigint[] {
-  const words = Array.from({ length: MAX_BIT_WORDS }, () => 0n);
-  for (const b of bits) words[b >> 6]! |= 1n << BigInt(b & 63);
-  return words;
-}
-
-function idx(i: number): Uint8Array {
-  return u32(i);
 }
 
 export interface EncodeOptions {
@@ -243,8 +233,8 @@ function encodeHook(hook: HookPlan, gen: 0 | 1, can: readonly ("deny" | "kill")[
       }
       if (seenClasses.has(cls.id)) throw new EncodeError(`class id ${cls.id} appears in two dimensions`);
       seenClasses.add(cls.id);
-      const value = packClass({ bestSingle: cls.singles[0] ?? NONE, bits: bitWords([...cls.bits, ...wildcard]) });
-      image.classes.add(idx(classIndex(gen, cls.id)), value);
+      const value = packClassBits(cls.singles[0] ?? NONE, wildcard.length ? [...cls.bits, ...wildcard] : cls.bits);
+      image.classes.addAt(classIndex(gen, cls.id), value);
     }
     if (dim.entries.length > MAX_LPM_ENTRIES) {
       throw new EncodeError(`hook ${hook.hook}: dimension ${dim.name} has ${dim.entries.length} entries; the kernel holds ${MAX_LPM_ENTRIES}`);
@@ -274,16 +264,16 @@ function encodeHook(hook: HookPlan, gen: 0 | 1, can: readonly ("deny" | "kill")[
     // (encodeWorkloads), every other process the default class (host processes).
   }
   if (hook.alwaysRank !== null && hook.alwaysRank >= MAX_RANKS) throw new EncodeError(`always rank ${hook.alwaysRank} out of range`);
-  image.hooks.add(idx(hookIndex(gen, hookId)), packHook({
+  image.hooks.addAt(hookIndex(gen, hookId), packHook({
     dims,
     alwaysRank: hook.alwaysRank ?? NONE,
     bitWords: Math.ceil(hook.bitRanks.length / 64),
     defaultClass,
     unknownClass,
   }));
-  hook.bitRanks.forEach((rank, bit) => image.bitRanks.add(idx(bitRankIndex(gen, hookId, bit)), u32(rank)));
+  hook.bitRanks.forEach((rank, bit) => image.bitRanks.addAt(bitRankIndex(gen, hookId, bit), u32(rank)));
   hook.slots.forEach((slot, rank) => {
-    image.verdicts.add(idx(verdictIndex(gen, hookId, rank)), Uint8Array.of(verdictByte(slot)));
+    image.verdicts.addAt(verdictIndex(gen, hookId, rank), Uint8Array.of(verdictByte(slot)));
   });
 }
 

@@ -7,7 +7,7 @@ import { formatIp } from "../policy/ip.ts";
 import { evaluate } from "../plan/evaluate.ts";
 import type { KernelPlan, Slot } from "../plan/types.ts";
 import {
-  ABI_VERSION, EV_ACTED, EV_MAPPED_V4, EV_PROC_LAZY, EV_SIGNAL_FAILED, LAYOUT, PATH_DETACHED, PATH_NONE, PATH_UNRESOLVED,
+  ABI_VERSION, ARGS_TRUNCATED, ARGS_UNREAD, EV_ACTED, EV_MAPPED_V4, EV_PROC_LAZY, EV_SIGNAL_FAILED, LAYOUT, PATH_DETACHED, PATH_NONE, PATH_UNRESOLVED,
   PATH_ALIAS, STR_BYTES, V_AUDIT, V_DENY, V_KILL, V_MASK, V_MONITOR, V_USERSPACE,
 } from "./abi.ts";
 
@@ -53,6 +53,8 @@ export interface KernelRecord {
   gid: number;
   binary: KernelPath;
   parent: KernelPath;
+  /** process.exec: the arguments as the caller passed them to execve (bounded: ARGS_COUNT, ARGS_MAX bytes). */
+  args?: { values: string[]; truncated: boolean };
   file?: KernelPath;
   /** The opened file's inode and device (kernel encoding). */
   inode?: { ino: bigint; dev: number };
@@ -136,6 +138,16 @@ export function decodeRecord(record: Uint8Array): KernelRecord {
     }
     out.inode = { ino: v.getBigUint64(LAYOUT["pal_event.ino"], true), dev: v.getUint32(LAYOUT["pal_event.dev"], true) };
   }
+  if (hook === "process.exec") {
+    const length = Math.min(v.getUint32(LAYOUT["pal_event.path_len"], true), record.byteLength - LAYOUT["pal_event.args"]);
+    const flags = v.getUint32(LAYOUT["pal_event.path_flags"], true);
+    if (!(flags & ARGS_UNREAD) || length > 0) {
+      const data = text(record.subarray(LAYOUT["pal_event.args"], LAYOUT["pal_event.args"] + length));
+      // Each argument ends with a NUL; a cut-short last one ends with the NUL the kernel wrote.
+      const values = data.endsWith("\0") ? data.slice(0, -1).split("\0") : data ? data.split("\0") : [];
+      out.args = { values, truncated: (flags & (ARGS_TRUNCATED | ARGS_UNREAD)) !== 0 };
+    }
+  }
   if (hook === "net.connect") {
     const family = record[LAYOUT["pal_event.family"]] === 6 ? 6 : 4;
     const addr = record.subarray(LAYOUT["pal_event.daddr"], LAYOUT["pal_event.daddr"] + (family === 4 ? 4 : 16));
@@ -165,7 +177,10 @@ const ACTIONS: Record<KernelVerdict, EventAction> = { kill: "killed", deny: "den
 export function runtimeEventOf(record: KernelRecord): RuntimeEvent {
   const e: RuntimeEvent = {
     hook: record.hook,
-    process: { pid: record.pid, ppid: record.ppid, uid: record.uid, gid: record.gid, binary: record.binary.path, cgroupId: record.cgroupId.toString() },
+    process: {
+      pid: record.pid, ppid: record.ppid, uid: record.uid, gid: record.gid, binary: record.binary.path,
+      ...(record.args && { args: record.args.values }), cgroupId: record.cgroupId.toString(),
+    },
     parent: { pid: record.ppid, binary: record.parent.path },
   };
   if (record.file) e.file = { path: record.file.path };
@@ -214,7 +229,8 @@ function decided(event: RuntimeEvent, record: KernelRecord, plan: KernelPlan | u
   if (!hook || !slot) return { event, record };
   if (record.userspaceCheck) {
     // Only audit and monitor slots carry a check, and they never act: deciding again in
-    // user space with the event's values is safe. args are not in the record yet.
+    // user space with the event's values is safe. (Arguments beyond what the kernel keeps
+    // are not seen: a test on them decides on the kept ones.)
     const decision = evaluate(plan, event).decision;
     if (!decision) return undefined;
     slot = decision.slot;

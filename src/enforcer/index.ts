@@ -64,7 +64,13 @@ export interface EnforcerOptions {
 export interface ApplyResult {
   generation: 0 | 1;
   digest: string;
+  /** Entries of the plan's image. */
   entries: number;
+  /** Entries written or deleted: the difference from what the generation held. */
+  written: number;
+  /** Until the flip: from then on the plan is enforced. */
+  enforcedMs: number;
+  /** Until the old generation is no longer read (the apply's return). */
   durationMs: number;
   /** Rules this kernel cannot see (a hook without a working backend here): in the plan, never decided. */
   warnings: string[];
@@ -89,7 +95,23 @@ const OBJECT_FLAVOURS = ["enforcer", "enforcer.compat"];
 
 const PLANS_KEPT = 8;
 
-const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+/**
+ * What one generation holds, as written: per map, key -> value (keys as latin1 strings);
+ * its own string tries (inner maps this agent created, kept open) with their entries; and
+ * the class ids its workloads use.
+ */
+interface GenerationContents {
+  maps: Map<string, Map<string, Buffer>>;
+  tries: Map<number, TrieContents>;
+  workloadClasses?: WorkloadClasses;
+}
+
+interface TrieContents {
+  fd: number;
+  hook: number;
+  dim: number;
+  entries: Map<string, Buffer>;
+}
 
 export class Enforcer {
   readonly pinDir: string;
@@ -108,21 +130,17 @@ export class Enforcer {
   private readonly barrierInner: number;
   private activeGen: 0 | 1;
   private flips: bigint;
-  /** Whether the inactive generation is known empty and unread. */
-  private inactiveClean = false;
+  /**
+   * What each generation holds, as this agent wrote it; undefined when unknown (another
+   * agent wrote it, or a write failed): it is cleared before it is written again.
+   */
+  private readonly contents: [GenerationContents | undefined, GenerationContents | undefined] = [undefined, undefined];
   /** Plans by the low 32 bits of the flip counter at which they became active. */
   private readonly plans = new Map<number, KernelPlan>();
   private readonly node: string;
   private closed = false;
   /** Classified cgroups, as last given to setWorkloads. */
   private workloads: ReadonlyMap<bigint, Workload> = new Map();
-  /**
-   * What the active generation holds of them: its class ids, and its pal_workloads entries
-   * (key hex -> value; an empty value when unknown, after a failed write).
-   */
-  private activeWorkloads?: { classes: WorkloadClasses; entries: Map<string, Uint8Array> };
-  /** Entries of each string trie of the generation in force (tries are filled once, at apply). */
-  private strTrieEntries: { hook: number; dim: number; entries: number }[] = [];
 
   private constructor(options: EnforcerOptions) {
     const problem = privilegeProblem();
@@ -249,8 +267,9 @@ export class Enforcer {
   /**
    * Writes the plan into the inactive generation, then makes it active in one word write.
    * If anything fails before the flip, the plan in force stays in force (and this throws).
-   * The old generation is cleared only after every program that could still be reading it
-   * has finished.
+   * The inactive generation still holds the plan before last: only the difference is
+   * written (docs/kernel-abi.md, "Generation swaps"). After the flip, this waits until no
+   * program still reads the old generation, so the next apply may write into it.
    */
   applyPlan(plan: KernelPlan): ApplyResult {
     this.assertOpen();
@@ -258,18 +277,18 @@ export class Enforcer {
     const target = (1 - this.activeGen) as 0 | 1;
     const image = encodeGeneration(plan, target, this.capabilities, { identify, workloads: this.workloads });
     this.prepareInactive();
+    let written = 0;
     try {
-      this.writeGeneration(image);
+      written = this.writeGeneration(image, this.contents[target]!);
     } catch (e) {
-      this.inactiveClean = false;
       try {
         this.clearGeneration(target);
-        this.inactiveClean = true;
       } catch {
         // left for the next apply, which clears before writing
       }
       throw new ApplyError(`applying plan ${plan.digest.slice(0, 12)} failed; the plan in force stays in force: ${(e as Error).message}`, { cause: e });
     }
+    this.contents[target]!.workloadClasses = image.workloadClasses;
     const n = native();
     const flips = this.flips + 1n;
     this.plans.set(Number(flips & 0xffffffffn), plan);
@@ -277,21 +296,15 @@ export class Enforcer {
       n.mapUpdate(this.fd.pal_config!, u32(0), packConfig(target, flips));
     } catch (e) {
       this.plans.delete(Number(flips & 0xffffffffn));
-      this.inactiveClean = false;
       throw new ApplyError(`switching to plan ${plan.digest.slice(0, 12)} failed; the plan in force stays in force: ${(e as Error).message}`, { cause: e });
     }
-    const old = this.activeGen;
+    const enforcedMs = performance.now() - started;
     this.activeGen = target;
     this.flips = flips;
-    this.activeWorkloads = { classes: image.workloadClasses, entries: new Map(image.workloads.entries().map(([k, v]) => [hex(k), v])) };
-    this.strTrieEntries = image.strTries.map((t) => ({ hook: t.hook, dim: t.dim, entries: t.entries.count }));
     for (const seq of this.plans.keys()) if (this.plans.size > PLANS_KEPT) this.plans.delete(seq);
     // Programs that read the old generation before the flip may still be running: wait for
-    // them all (an RCU grace period), then clear it.
-    this.inactiveClean = false;
+    // them all (an RCU grace period) before anything writes into it again.
     this.barrier();
-    this.clearGeneration(old);
-    this.inactiveClean = true;
     const entries = image.classes.count + image.workloads.count + image.ints.count + image.inodes.count + image.addrs.count + image.strTries.reduce((s, t) => s + t.entries.count, 0);
     const warnings: string[] = [];
     for (const hook of plan.hooks) {
@@ -300,7 +313,7 @@ export class Enforcer {
         warnings.push(`${hook.slots.length} rule alternative(s) on ${hook.hook} are never decided here: ${probed?.notes.join("; ") ?? "no backend"}`);
       }
     }
-    return { generation: target, digest: plan.digest, entries, durationMs: performance.now() - started, warnings };
+    return { generation: target, digest: plan.digest, entries, written, enforcedMs, durationMs: performance.now() - started, warnings };
   }
 
   /**
@@ -316,35 +329,25 @@ export class Enforcer {
     this.assertOpen();
     const next = new Map(workloads);
     const plan = this.plan;
-    const active = this.activeWorkloads;
+    const active = this.contents[this.activeGen];
     this.workloads = next;
-    if (!plan || !active) return; // the first plan carries them
-    const n = native();
+    if (!plan || !active?.workloadClasses) return; // the next plan carries them
     const gen = this.activeGen;
-    const classes = active.classes.clone();
+    const classes = active.workloadClasses.clone();
     const fresh = new Records(4, CLASS_SIZE);
     const wanted = encodeWorkloads(plan, gen, next, classes, fresh);
-    const changed = new Records(WORKLOAD_KEY_SIZE, 4);
-    const entries = new Map<string, Uint8Array>();
-    for (const [k, v] of wanted.entries()) {
-      const key = hex(k);
-      entries.set(key, v);
-      const was = active.entries.get(key);
-      if (!was || Buffer.compare(was, v) !== 0) changed.add(k, v);
-    }
-    const stale = [...active.entries.keys()].filter((k) => !entries.has(k)).map((k) => Buffer.from(k, "hex"));
-    // New classes before any entry names them; an entry changes in one update.
-    if (fresh.count) n.mapUpdateMany(this.fd.pal_classes!, fresh.keyBuffer(), fresh.valueBuffer(), 4, CLASS_SIZE, { batch: true });
-    active.classes = classes;
+    // New classes before any entry names them (at ids no entry names yet); then each entry
+    // changes in one update: a process sees its old or its new class.
+    this.writeNamed("pal_classes", fresh, active, { batch: true, array: true });
+    active.workloadClasses = classes;
     try {
-      if (changed.count) n.mapUpdateMany(this.fd.pal_workloads!, changed.keyBuffer(), changed.valueBuffer(), WORKLOAD_KEY_SIZE, 4, { batch: true });
-      if (stale.length) n.mapDeleteMany(this.fd.pal_workloads!, Buffer.concat(stale), WORKLOAD_KEY_SIZE);
+      this.writeNamed("pal_workloads", wanted, active, { batch: true, array: false });
     } catch (e) {
-      // Each entry is whole, old or new; which ones changed is unknown: the next call rewrites all.
-      active.entries = new Map(this.generationKeys("pal_workloads", WORKLOAD_KEY_SIZE, GEN_OFFSET.workload, gen).map((k) => [hex(k), new Uint8Array(0)]));
+      // Which entries changed is unknown: the next write rewrites every one there is.
+      const keys = this.generationKeys("pal_workloads", WORKLOAD_KEY_SIZE, GEN_OFFSET.workload, gen);
+      active.maps.set("pal_workloads", new Map(keys.map((k) => [k.toString("latin1"), Buffer.alloc(0)])));
       throw new ApplyError(`classifying workloads failed part-way; each cgroup has its old or its new class: ${(e as Error).message}`, { cause: e });
     }
-    active.entries = entries;
   }
 
   /** Keys of one generation in a hash or LPM map whose keys carry the generation at `genOffset`. */
@@ -355,12 +358,16 @@ export class Enforcer {
     return mine;
   }
 
-  /** Makes sure nothing reads the inactive generation and it holds nothing. */
+  /**
+   * Makes sure the inactive generation's contents are known. They are, after a flip (a
+   * barrier followed it); not after a failed write or when another agent wrote them: then
+   * wait until nothing reads it, and clear it.
+   */
   private prepareInactive(): void {
-    if (this.inactiveClean) return;
+    const gen = (1 - this.activeGen) as 0 | 1;
+    if (this.contents[gen]) return;
     this.barrier();
-    this.clearGeneration((1 - this.activeGen) as 0 | 1);
-    this.inactiveClean = true;
+    this.clearGeneration(gen);
   }
 
   /** Returns once every BPF program running now has finished (the kernel waits for an RCU grace period on map-in-map updates). */
@@ -368,39 +375,90 @@ export class Enforcer {
     native().outerSet(this.fd.pal_barrier!, Uint32Array.of(0), Int32Array.of(this.barrierInner));
   }
 
-  private writeGeneration(image: GenerationImage): void {
+  /**
+   * Makes the map behind `fd` hold `records`, where `had` says what it holds for this
+   * generation (and is updated to say what it holds after): writes new and changed entries
+   * and, unless it is an array, deletes the others (unused array entries stay: nothing
+   * reaches them). Returns the entries written or deleted. Should a write fail, `had` is
+   * wrong: the caller forgets the generation's contents.
+   */
+  private writeMap(fd: number, records: Records, had: Map<string, Buffer>, how: { batch: boolean; array: boolean }): number {
     const n = native();
-    const created: number[] = [];
-    try {
-      for (const t of image.strTries) {
-        const fd = n.mapCreate(BPF_MAP_TYPE_LPM_TRIE, STR_KEY_SIZE, 4, MAX_LPM_ENTRIES, BPF_F_NO_PREALLOC, `pal_s${t.hook}_${t.dim}`);
-        created.push(fd);
-        n.mapUpdateMany(fd, t.entries.keyBuffer(), t.entries.valueBuffer(), STR_KEY_SIZE, 4);
+    const changed = new Records(records.keySize, records.valueSize);
+    const keep = new Set<string>();
+    for (let i = 0; i < records.count; i++) {
+      const key = records.key(i), value = records.value(i);
+      const id = key.toString("latin1");
+      keep.add(id);
+      const was = had.get(id);
+      if (!was || !was.equals(value)) {
+        changed.add(key, value);
+        had.set(id, Buffer.from(value));
       }
-      n.outerSet(this.fd.pal_str!, Uint32Array.from(image.strTries.map((t) => t.slot)), Int32Array.from(created));
-    } finally {
-      for (const fd of created) n.closeFd(fd); // the outer map holds them now
     }
-    const many = (map: string, r: Records, batch: boolean) =>
-      n.mapUpdateMany(this.fd[map]!, r.keyBuffer(), r.valueBuffer(), r.keySize, r.valueSize, { batch });
-    many("pal_inodes", image.inodes, true);
-    many("pal_int", image.ints, false);
-    many("pal_addr", image.addrs, false);
-    many("pal_classes", image.classes, true);
-    many("pal_workloads", image.workloads, true);
-    many("pal_bit_ranks", image.bitRanks, true);
-    many("pal_verdicts", image.verdicts, true);
-    many("pal_hooks", image.hooks, true);
+    const stale = how.array ? [] : [...had.keys()].filter((k) => !keep.has(k));
+    for (const k of stale) had.delete(k);
+    if (stale.length) n.mapDeleteMany(fd, Buffer.concat(stale.map((k) => Buffer.from(k, "latin1"))), records.keySize);
+    if (changed.count) n.mapUpdateMany(fd, changed.keyBuffer(), changed.valueBuffer(), records.keySize, records.valueSize, { batch: how.batch });
+    return changed.count + stale.length;
   }
 
+  /** writeMap for one of the object's maps, by name. */
+  private writeNamed(map: string, records: Records, held: GenerationContents, how: { batch: boolean; array: boolean }): number {
+    let had = held.maps.get(map);
+    if (!had) held.maps.set(map, (had = new Map()));
+    return this.writeMap(this.fd[map]!, records, had, how);
+  }
+
+  /** Brings generation `image.gen` from what `held` says it holds to the image. Returns the entries written or deleted. */
+  private writeGeneration(image: GenerationImage, held: GenerationContents): number {
+    const n = native();
+    let written = 0;
+    // String tries: the generation's own tries are updated in place (nothing reads them); a
+    // dimension new to this generation gets a new trie, all of them set in one batch.
+    const fresh: { slot: number; trie: TrieContents }[] = [];
+    const lpm = { batch: false, array: false };
+    try {
+      const wanted = new Set(image.strTries.map((t) => t.slot));
+      for (const t of image.strTries) {
+        let trie = held.tries.get(t.slot);
+        if (!trie) {
+          const fd = n.mapCreate(BPF_MAP_TYPE_LPM_TRIE, STR_KEY_SIZE, 4, MAX_LPM_ENTRIES, BPF_F_NO_PREALLOC, `pal_s${t.hook}_${t.dim}`);
+          trie = { fd, hook: t.hook, dim: t.dim, entries: new Map() };
+          fresh.push({ slot: t.slot, trie });
+        }
+        written += this.writeMap(trie.fd, t.entries, trie.entries, lpm);
+      }
+      for (const [slot, trie] of held.tries) if (!wanted.has(slot)) written += this.writeMap(trie.fd, new Records(STR_KEY_SIZE, 4), trie.entries, lpm);
+      if (fresh.length) n.outerSet(this.fd.pal_str!, Uint32Array.from(fresh.map((f) => f.slot)), Int32Array.from(fresh.map((f) => f.trie.fd)));
+    } catch (e) {
+      for (const f of fresh) n.closeFd(f.trie.fd);
+      throw e;
+    }
+    for (const f of fresh) held.tries.set(f.slot, f.trie);
+    written += this.writeNamed("pal_inodes", image.inodes, held, { batch: true, array: false });
+    written += this.writeNamed("pal_int", image.ints, held, lpm);
+    written += this.writeNamed("pal_addr", image.addrs, held, lpm);
+    written += this.writeNamed("pal_classes", image.classes, held, { batch: true, array: true });
+    written += this.writeNamed("pal_workloads", image.workloads, held, { batch: true, array: false });
+    written += this.writeNamed("pal_bit_ranks", image.bitRanks, held, { batch: true, array: true });
+    written += this.writeNamed("pal_verdicts", image.verdicts, held, { batch: true, array: true });
+    written += this.writeNamed("pal_hooks", image.hooks, held, { batch: true, array: true });
+    return written;
+  }
+
+  /** Empties generation `gen` (nothing may be reading it): its hooks idle, its tries the shared empty one, its keyed entries gone. */
   private clearGeneration(gen: 0 | 1): void {
     const n = native();
+    const old = this.contents[gen];
+    this.contents[gen] = undefined;
     const hooks = new Records(4, HOOK_SIZE);
-    for (let h = 0; h < HOOKS; h++) hooks.add(u32(gen * HOOKS + h), packHook(IDLE_HOOK));
+    for (let h = 0; h < HOOKS; h++) hooks.addAt(gen * HOOKS + h, packHook(IDLE_HOOK));
     n.mapUpdateMany(this.fd.pal_hooks!, hooks.keyBuffer(), hooks.valueBuffer(), 4, HOOK_SIZE, { batch: true });
     const slots: number[] = [];
     for (let h = 0; h < HOOKS; h++) for (let d = 0; d < STR_DIMS; d++) slots.push(strSlot(gen, h, d));
     n.outerSet(this.fd.pal_str!, Uint32Array.from(slots), Int32Array.from(slots.map(() => this.emptyTrie)));
+    for (const t of old?.tries.values() ?? []) n.closeFd(t.fd);
     const purge = (map: string, keySize: number, genOffset: number) => {
       const mine = this.generationKeys(map, keySize, genOffset, gen);
       if (mine.length) n.mapDeleteMany(this.fd[map]!, Buffer.concat(mine), keySize);
@@ -411,7 +469,10 @@ export class Enforcer {
     purge("pal_inodes", INODE_KEY_SIZE, GEN_OFFSET.inode);
     // Arrays (classes, bit ranks, verdicts) are only reached through the hooks entries
     // just made idle: their stale values are never read, and the next plan overwrites
-    // every index it uses.
+    // every index it uses. So the record of this generation starts with the idle hooks only.
+    const idle = new Map<string, Buffer>();
+    for (let i = 0; i < hooks.count; i++) idle.set(hooks.key(i).toString("latin1"), Buffer.from(hooks.value(i)));
+    this.contents[gen] = { maps: new Map([["pal_hooks", idle]]), tries: new Map() };
   }
 
   /** Attaches the selected programs; then drops links a previous agent pinned that this selection does not replace. */
@@ -464,7 +525,9 @@ export class Enforcer {
     const usage = this.obj.maps()
       .filter((m) => m.type === BPF_MAP_TYPE_HASH || m.type === BPF_MAP_TYPE_LPM_TRIE)
       .map((m) => ({ map: m.name, entries: n.mapKeys(m.fd, m.keySize).length / m.keySize, capacity: m.maxEntries }));
-    for (const t of this.strTrieEntries) usage.push({ map: `pal_s${t.hook}_${t.dim}`, entries: t.entries, capacity: MAX_LPM_ENTRIES });
+    for (const t of this.contents[this.activeGen]?.tries.values() ?? []) {
+      if (t.entries.size) usage.push({ map: `pal_s${t.hook}_${t.dim}`, entries: t.entries.size, capacity: MAX_LPM_ENTRIES });
+    }
     return usage;
   }
 
@@ -500,6 +563,7 @@ export class Enforcer {
     }
     n.closeFd(this.emptyTrie);
     n.closeFd(this.barrierInner);
+    for (const held of this.contents) for (const t of held?.tries.values() ?? []) n.closeFd(t.fd);
   }
 
   /**

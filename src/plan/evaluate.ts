@@ -144,7 +144,10 @@ function longestPrefixMatch(index: LpmIndex, key: Uint8Array): number | undefine
 /** The key bits an entry stands for (the enforcer writes the same bits into the LPM map). */
 export function entryPrefix(e: LpmEntry): { bytes: Uint8Array; bits: number } {
   if ("text" in e) {
-    const bytes = e.exact ? new Uint8Array([...stringBytes(e.text), 0]) : stringBytes(e.text);
+    const text = stringBytes(e.text);
+    if (!e.exact) return { bytes: text, bits: text.length * 8 };
+    const bytes = new Uint8Array(text.length + 1); // the NUL that ends an exact value
+    bytes.set(text);
     return { bytes, bits: bytes.length * 8 };
   }
   if ("suffix" in e) {

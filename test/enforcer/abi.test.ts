@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { LAYOUT, ABI_VERSION, MAX_CLASSES, MAX_RANKS, MAX_BITS, COUNTERS, STR_DIMS, MAX_LPM_ENTRIES, kernelDev } from "../../src/enforcer/abi.ts";
+import { LAYOUT, ABI_VERSION, MAX_CLASSES, MAX_RANKS, MAX_BITS, COUNTERS, STR_DIMS, MAX_LPM_ENTRIES, kernelDev, ARGS_MAX, ARGS_COUNT } from "../../src/enforcer/abi.ts";
 import { BUILD_DIR, native } from "../../src/enforcer/native.ts";
 import { DIMENSIONS, HOOK_IDS } from "../../src/plan/dimensions.ts";
 import { joinPath } from "../../src/enforcer/events.ts";
@@ -17,7 +17,8 @@ describe("kernel ABI", () => {
     for (const [k, v] of Object.entries(LAYOUT)) expect(c[k], k).toBe(v);
     expect(c).toMatchObject({
       PAL_ABI_VERSION: ABI_VERSION, PAL_MAX_CLASSES: MAX_CLASSES, PAL_MAX_RANKS: MAX_RANKS, PAL_MAX_BITS: MAX_BITS,
-      PAL_COUNTERS: COUNTERS, PAL_STR_DIMS: STR_DIMS, PAL_MAX_LPM_ENTRIES: MAX_LPM_ENTRIES,
+      PAL_COUNTERS: COUNTERS, PAL_STR_DIMS: STR_DIMS, PAL_MAX_LPM_ENTRIES: MAX_LPM_ENTRIES, PAL_ARGS_MAX: ARGS_MAX,
+      PAL_ARGS_COUNT: ARGS_COUNT,
     });
   });
 

@@ -88,7 +88,7 @@ describe("encoder: generation images decide like the reference evaluator", () =>
     expect(entries.count).toBe(5 * 3);
     // prod+api, prod, neither, api: four distinct classes on process.exec
     expect(fresh.count).toBe(4);
-    const exec = (id: bigint) => readU32(entries.entries().find(([k]) => k[9] === 0 && new DataView(k.buffer).getBigUint64(0, true) === id)![1]);
+    const exec = (id: bigint) => readU32(entries.entries().find(([k]) => k[9] === 0 && k.readBigUInt64LE(0) === id)![1]);
     expect(exec(1n)).toBe(exec(2n));
     expect(new Set([1n, 3n, 4n, 5n].map(exec)).size).toBe(4);
     // The same set again allocates nothing.

@@ -723,7 +723,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   OFF(pal_event, uid); OFF(pal_event, gid); OFF(pal_event, family); OFF(pal_event, protocol); OFF(pal_event, dport);
   OFF(pal_event, daddr); OFF(pal_event, binary); OFF(pal_event, parent); OFF(pal_event, ino); OFF(pal_event, dev); OFF(pal_event, alias_len);
   OFF(pal_event, alias); OFF(pal_event, path_len);
-  OFF(pal_event, path_flags); OFF(pal_event, path);
+  OFF(pal_event, path_flags); OFF(pal_event, path); OFF(pal_event, args); SZ(pal_args);
   OFF(pal_event_path, prefix); OFF(pal_event_path, suffix);
 #undef SZ
 #undef OFF
@@ -734,6 +734,8 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   put("PAL_COUNTERS", PAL_COUNTERS);
   put("PAL_STR_DIMS", PAL_STR_DIMS);
   put("PAL_MAX_LPM_ENTRIES", PAL_MAX_LPM_ENTRIES);
+  put("PAL_ARGS_MAX", PAL_ARGS_MAX);
+  put("PAL_ARGS_COUNT", PAL_ARGS_COUNT);
   return o;
 }
 

@@ -114,14 +114,16 @@ export function scenarioTests(result: () => Promise<RunResult>, requested: strin
   it(`${requested}: a denied exec is blocked before the binary runs, and reported`, async () => {
     const { run, phase, d } = await get();
     const { e } = blocked(phase, run, "exec.denied", "process.exec", "no-denied-echo", "deny");
-    expect(e.event).toMatchObject({ severity: "high", process: { binary: `${d}/denied-echo`, uid: 0 }, parent: { pid: run.pid, binary: run.execPath } });
+    expect(e.event).toMatchObject({
+      severity: "high", process: { binary: `${d}/denied-echo`, uid: 0, args: ["denied-echo", "RAN"] }, parent: { pid: run.pid, binary: run.execPath },
+    });
   });
 
   it(`${requested}: a kill rule on exec kills before the binary runs`, async () => {
     const { run, phase, d } = await get();
     const { s, e } = blocked(phase, run, "exec.killed", "process.exec", "kill-echo", "kill");
     expect(s.signal).toBe("SIGKILL");
-    expect(e.event).toMatchObject({ severity: "critical", process: { binary: `${d}/killed-echo` } });
+    expect(e.event).toMatchObject({ severity: "critical", process: { binary: `${d}/killed-echo`, args: ["killed-echo", "RAN"] } });
   });
 
   it(`${requested}: an allowed exec runs untouched, unreported`, async () => {
