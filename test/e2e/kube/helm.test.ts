@@ -304,6 +304,24 @@ describe("the chart, rendered by helm", () => {
     }
   });
 
+  it("is documented: docs/installation.md's values table names every value, and only values", () => {
+    const values = parseYaml(readFileSync(join(CHART, "values.yaml"), "utf8")) as Record<string, unknown>;
+    const leaves: string[] = [];
+    const walk = (o: Record<string, unknown>, prefix: string) => {
+      for (const [k, v] of Object.entries(o)) {
+        const path = prefix + k;
+        if (v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length > 0) walk(v as Record<string, unknown>, `${path}.`);
+        else leaves.push(path);
+      }
+    };
+    walk(values, "");
+    const doc = readFileSync(join(ROOT, "docs", "installation.md"), "utf8");
+    const table = doc.slice(doc.indexOf("### Values"), doc.indexOf("###", doc.indexOf("### Values") + 1));
+    const rows = [...table.matchAll(/^\| `([\w.]+)` \|/gm)].map((m) => m[1]!);
+    for (const leaf of leaves) expect(rows.some((r) => leaf === r || leaf.startsWith(`${r}.`)), `${leaf} is in the table`).toBe(true);
+    for (const row of rows) expect(leaves.some((l) => l === row || l.startsWith(`${row}.`)), `${row} is a value`).toBe(true);
+  });
+
   it("passes the agent only flags that `palisade run` accepts", async () => {
     const help = await run(join(ROOT, "bin", "palisade"), ["run", "--help"]);
     expect(help.code).toBe(0);
