@@ -215,6 +215,20 @@ describe("palisade run --kubernetes", () => {
     await kubectlApply(edited);
     await eventually(undefined, forbidden3, "killed");
     expect(runIn(undefined, forbidden2)).toBe("ran");
+    await expect.poll(() => status("host-too"), { timeout: 20_000, interval: 250 }).toMatchObject({
+      observedGeneration: 2,
+      conditions: expect.arrayContaining([expect.objectContaining({ type: "Ready", status: "True", observedGeneration: 2 })]),
+    });
+  });
+
+  it("scopes a TracingPolicyNamespaced to its own namespace's pods", async () => {
+    const namespaced = { ...tracingPolicy("lab-only", forbidden2), kind: "TracingPolicyNamespaced", metadata: { name: "lab-only", namespace: "lab" } };
+    await kubectlApply(namespaced);
+    await eventually(pods.dev!.cgroup, forbidden2, "killed");
+    expect(runIn(pods.prod!.cgroup, forbidden2)).toBe("ran");
+    expect(runIn(undefined, forbidden2)).toBe("ran");
+    await cluster.kubectl(["delete", "tracingpolicynamespaced", "-n", "lab", "lab-only"]);
+    await eventually(pods.dev!.cgroup, forbidden2, "ran");
   });
 
   it("takes a deleted policy's rule out of the kernel", async () => {
@@ -229,9 +243,11 @@ describe("palisade run --kubernetes", () => {
     await kubectlApply(tracingPolicy("after-restart", forbidden2));
     await eventually(undefined, forbidden2, "killed");
     expect(log.slice(mark)).toMatch(/watch .*retrying|watch .*listing again/);
-    // Pods too: a pod created after the restart is classified.
+    // Pods too: a pod created after the restart is classified, and unclassified once deleted.
     pods.late = await makePod("shop", "late", "systemd");
     await eventually(pods.late.cgroup, forbidden, "killed");
+    await cluster.kubectl(["delete", "pod", "-n", "shop", "late", "--grace-period=0", "--force"]);
+    await eventually(pods.late.cgroup, forbidden, "ran");
   });
 
   it("keeps the rules in force across an agent restart, and is right afterwards", async () => {
