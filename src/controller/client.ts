@@ -44,7 +44,6 @@ export class KubeClient {
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
     const opts: RequestOptions = { method: "GET", hostname: url.hostname, port: url.port, path: url.pathname + url.search, headers: { Accept: "application/json" } };
     await this.config.applyToHTTPSOptions(opts);
-    // applyToHTTPSOptions may install an agent of its own; keep-alive across lists is harmless.
     if (signal) opts.signal = signal;
     return opts;
   }
@@ -103,9 +102,14 @@ export class KubeClient {
             }
           }
         });
-        res.on("end", () => resolve());
+        let ended = false;
+        res.on("end", () => {
+          ended = true;
+          resolve();
+        });
         res.on("error", reject);
-        res.on("aborted", () => reject(new Error("the API server closed the watch connection")));
+        // A connection cut mid-response (the server crashed) closes without an end.
+        res.on("close", () => ended || reject(new Error("the API server closed the watch connection")));
       });
       req.setTimeout(options.idleMs, () => req.destroy(new Error(`no data from the API server for ${options.idleMs / 1000} s`)));
       req.on("error", reject);
