@@ -53,9 +53,13 @@ async function stopAgent(agent: RunningAgent): Promise<void> {
   await new Promise((resolve) => agent.process.once("exit", resolve));
 }
 
+/** Every observer started, so that none outlives a failed test. */
+const started: ChildProcess[] = [];
+
 /** `palisade observe` as a user runs it, its output collected. */
 function startObserver(args: string[]) {
   const child = spawn(palisade, ["observe", "--socket", socket, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  started.push(child);
   const out = { stdout: "", stderr: "" };
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (out.stdout += d));
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (out.stderr += d));
@@ -112,6 +116,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await stopAgent(agent);
 });
 
