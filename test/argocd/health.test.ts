@@ -4,6 +4,7 @@
 // must get. The inputs include the statuses the real status e2e run saved
 // (test/fixtures/status-snapshots/), kept equal here; hand-written inputs must fit the CRD's
 // status schema. The check's copies (the namespaced kind, argocd-cm.yaml) must equal it.
+// docs/gitops.md's YAML parses, and its `kubectl patch` of argocd-cm works on a real API server.
 
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -11,7 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv } from "ajv";
 import { afterAll, describe, expect, it } from "vitest";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, parseAllDocuments } from "yaml";
+import { startCluster } from "../e2e/kube/cluster.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const ARGOCD = join(ROOT, "argocd");
@@ -140,4 +142,41 @@ describe("the Argo CD health check", () => {
     };
     expect(health("TracingPolicy", object)).toEqual({ status: "Degraded", message: `CompileError: ${message}` });
   });
+});
+
+describe("docs/gitops.md", () => {
+  const doc = readFileSync(join(ROOT, "docs", "gitops.md"), "utf8");
+  const yamlBlocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+
+  it("shows YAML that parses: two Applications, the argocd-cm keys, the exclusions", () => {
+    const objects = yamlBlocks.map((b) => parseAllDocuments(b).map((d) => d.toJS()));
+    for (const docs of objects) for (const d of docs) expect(d).toBeTypeOf("object");
+    const apps = objects.flat().filter((o) => o.kind === "Application");
+    expect(apps.map((a) => a.metadata.name)).toEqual(["palisade", "palisade-policies"]);
+    expect(apps[0].spec.source.path).toBe("charts/palisade");
+    expect(apps[1].spec.syncPolicy.syncOptions).toContain("SkipDryRunOnMissingResource=true");
+    const exclusions = parseYaml(objects.flat().find((o) => o.data?.["resource.exclusions"]).data["resource.exclusions"]);
+    expect(exclusions.flatMap((e: { kinds: string[] }) => e.kinds)).toEqual(["PolicyReport", "ClusterPolicyReport", "Report", "ClusterReport", "PalisadeNode"]);
+  });
+
+  it("installs the health check with its kubectl patch command, keeping argocd-cm's other keys (real API server)", async () => {
+    const command = /^kubectl -n argocd patch configmap argocd-cm .*$/m.exec(doc)?.[0];
+    expect(command).toBeDefined();
+    const cluster = await startCluster();
+    try {
+      await cluster.kubectl(["create", "namespace", "argocd"]);
+      await cluster.kubectl(["-n", "argocd", "create", "configmap", "argocd-cm", "--from-literal=url=https://argocd.example.com"]);
+      // The documented command, run from the repository root as written.
+      await cluster.kubectl(command!.split(/\s+/).slice(1));
+      const { data } = JSON.parse((await cluster.kubectl(["-n", "argocd", "get", "configmap", "argocd-cm", "-o", "json"])).stdout);
+      const original = readFileSync(join(CUSTOMIZATIONS, "TracingPolicy", "health.lua"), "utf8");
+      expect(data).toEqual({
+        url: "https://argocd.example.com",
+        "resource.customizations.health.palisade.dev_TracingPolicy": original,
+        "resource.customizations.health.palisade.dev_TracingPolicyNamespaced": original,
+      });
+    } finally {
+      await cluster.stop();
+    }
+  }, 10 * 60_000);
 });
