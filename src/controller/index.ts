@@ -21,7 +21,7 @@ import { Informer, type ChangeType, type InformerOptions, type KubeObject } from
 import type { NodeState } from "./node-state.ts";
 import { POLICY_GROUP_VERSION, type PolicyObject } from "./policies.ts";
 import { PolicyReconciler } from "./reconciler.ts";
-import { scanWorkloads, type NamespaceObject, type PodObject } from "./workloads.ts";
+import { PodCgroupWatch, scanWorkloads, type NamespaceObject, type PodObject } from "./workloads.ts";
 import { cgroup2Root } from "../enforcer/system.ts";
 
 export interface KubernetesAgentOptions extends AgentCoreOptions {
@@ -128,6 +128,7 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
   const applyWorkloads = () => {
     const enforcer = core.enforcer;
     if (!enforcer) return;
+    cgroupWatch.refresh();
     const { workloads, missing, digest } = scan();
     // The kernel is only written when the classification changed.
     if (digest !== lastWorkloads) {
@@ -145,6 +146,7 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
     if (missing) workloadRound.later(1_000);
   };
   const workloadRound = new Debounce(() => started && applyWorkloads(), options.debounceMs ?? 20, options.maxDelayMs ?? 250);
+  const cgroupWatch = new PodCgroupWatch(cgroupRoot, () => workloadRound.schedule());
 
   const all = [...policies, pods, namespaces];
   for (const i of all) i.start();
@@ -169,6 +171,7 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
     closed = true;
     policyRound.cancel();
     workloadRound.cancel();
+    cgroupWatch.close();
     await Promise.all(all.map((i) => i.stop()));
     await Promise.all([reporter.close(), publisher.close(), aggregator.stop()]);
     await core.close();

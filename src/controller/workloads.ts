@@ -11,7 +11,7 @@
 //   cgroupfs: <root>/kubepods/<qos>/pod<uid>/<id>      Guaranteed: <root>/kubepods/pod<uid>/<id>
 // A pod's QoS class is not trusted to pick one: every candidate directory is looked at.
 
-import { statSync } from "node:fs";
+import { statSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import type { KubernetesInfo } from "../events/event.ts";
 import type { KubeObject } from "./informer.ts";
@@ -111,4 +111,49 @@ export function scanWorkloads(root: string, pods: Iterable<PodObject>, namespace
     }
   }
   return { workloads, missing };
+}
+
+/** The directories a pod's cgroup is made in, for each layout and QoS class. */
+const POD_PARENTS = [
+  ["kubepods.slice"], ...QOS.map((q) => ["kubepods.slice", `kubepods-${q}.slice`]),
+  ["kubepods"], ...QOS.map((q) => ["kubepods", q]),
+];
+
+/**
+ * Tells when a pod cgroup appears or goes (inotify on the directories they are made in), so
+ * that a new pod is classified before its containers start rather than at the next look.
+ * refresh() starts watching parents that appeared since (the first pod of a QoS class).
+ */
+export class PodCgroupWatch {
+  private readonly root: string;
+  private readonly onChange: () => void;
+  private readonly watchers = new Map<string, FSWatcher>();
+
+  constructor(root: string, onChange: () => void) {
+    this.root = root;
+    this.onChange = onChange;
+    this.refresh();
+  }
+
+  refresh(): void {
+    for (const parts of POD_PARENTS) {
+      const dir = join(this.root, ...parts);
+      if (this.watchers.has(dir)) continue;
+      try {
+        const watcher = watch(dir, () => this.onChange());
+        watcher.on("error", () => {
+          watcher.close();
+          this.watchers.delete(dir); // removed: watched again should it come back
+        });
+        this.watchers.set(dir, watcher);
+      } catch {
+        // not there (yet)
+      }
+    }
+  }
+
+  close(): void {
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+  }
 }

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runtimeId, scanWorkloads, type NamespaceObject, type PodObject } from "../../src/controller/workloads.ts";
+import { PodCgroupWatch, runtimeId, scanWorkloads, type NamespaceObject, type PodObject } from "../../src/controller/workloads.ts";
 
 const root = mkdtempSync(join(tmpdir(), "palisade-workloads-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -70,5 +70,26 @@ describe("scanWorkloads", () => {
   it("strips the runtime's scheme from a container ID", () => {
     expect(runtimeId("containerd://0123abc")).toBe("0123abc");
     expect(runtimeId("cri-o://x")).toBe("x");
+  });
+});
+
+describe("PodCgroupWatch", () => {
+  it("tells when a pod cgroup is made, also under a QoS directory that appeared after it started", async () => {
+    const base = mkdtempSync(join(tmpdir(), "palisade-podwatch-"));
+    let changes = 0;
+    mkdirSync(join(base, "kubepods.slice"));
+    const w = new PodCgroupWatch(base, () => changes++);
+    try {
+      mkdirSync(join(base, "kubepods.slice", "kubepods-pod1.slice"));
+      await expect.poll(() => changes).toBeGreaterThan(0);
+      mkdirSync(join(base, "kubepods.slice", "kubepods-besteffort.slice"));
+      w.refresh();
+      const before = changes;
+      mkdirSync(join(base, "kubepods.slice", "kubepods-besteffort.slice", "kubepods-besteffort-pod2.slice"));
+      await expect.poll(() => changes).toBeGreaterThan(before);
+    } finally {
+      w.close();
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });
