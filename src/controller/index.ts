@@ -21,6 +21,7 @@ import { Informer, type ChangeType, type InformerOptions, type KubeObject } from
 import type { NodeState } from "./node-state.ts";
 import { POLICY_GROUP_VERSION, type PolicyObject } from "./policies.ts";
 import { PolicyReconciler } from "./reconciler.ts";
+import { Debounce } from "./debounce.ts";
 import { PodCgroupWatch, scanWorkloads, type NamespaceObject, type PodObject } from "./workloads.ts";
 import { cgroup2Root } from "../enforcer/system.ts";
 
@@ -177,53 +178,4 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
     await core.close();
   });
   return { ...lifecycle, ready, nodeState: () => latestState };
-}
-
-/**
- * Runs `fn` once calls to schedule() have stopped for `quietMs`, or at the latest `maxMs`
- * after the first of them; retry() waits with backoff after a failure.
- */
-class Debounce {
-  private timer: NodeJS.Timeout | undefined;
-  private first = 0;
-  private failures = 0;
-  private readonly fn: () => void;
-  private readonly quietMs: number;
-  private readonly maxMs: number;
-
-  constructor(fn: () => void, quietMs: number, maxMs: number) {
-    this.fn = fn;
-    this.quietMs = quietMs;
-    this.maxMs = maxMs;
-  }
-
-  schedule(): void {
-    const now = performance.now();
-    if (!this.timer) this.first = now;
-    this.failures = 0;
-    this.set(Math.max(0, Math.min(this.quietMs, this.first + this.maxMs - now)));
-  }
-
-  /** Runs again after `ms`, unless something else schedules it sooner. */
-  later(ms: number): void {
-    if (!this.timer) this.set(ms);
-  }
-
-  retry(): void {
-    this.failures++;
-    this.set(Math.min(30_000, 500 * 2 ** Math.min(this.failures, 6)) * (0.5 + Math.random() * 0.5));
-  }
-
-  cancel(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  private set(ms: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.fn();
-    }, ms);
-  }
 }
