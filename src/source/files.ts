@@ -18,7 +18,7 @@ export interface LoadedPolicies {
 
 export const POLICY_TEST_SUFFIX = ".test.yaml";
 
-const isPolicyFile = (name: string) => /\.ya?ml$/.test(name) && !name.endsWith(POLICY_TEST_SUFFIX) && !name.startsWith(".");
+export const isPolicyFile = (name: string) => /\.ya?ml$/.test(name) && !name.endsWith(POLICY_TEST_SUFFIX) && !name.startsWith(".");
 
 /** Every policy file a path names: itself if a file, else the YAML files below it. */
 export function expandPaths(paths: readonly string[], accept: (name: string) => boolean = isPolicyFile): string[] {

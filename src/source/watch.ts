@@ -6,13 +6,13 @@
 // previous plan stays.
 
 import { existsSync, readFileSync, statSync, watch, type FSWatcher } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { sortDiagnostics, type Diagnostic } from "../diagnostics.ts";
 import type { Policy } from "../policy/model.ts";
 import type { KernelPlan } from "../plan/types.ts";
 import { checkRules, compile, type CompileOptions } from "../compiler/index.ts";
 import { validateSource } from "../validate/index.ts";
-import { expandPaths } from "./files.ts";
+import { expandPaths, isPolicyFile } from "./files.ts";
 
 export interface PolicyUpdate {
   /** The plan now wanted: the last good version of every file. */
@@ -41,6 +41,12 @@ export class PolicySource {
   private plan: KernelPlan | undefined;
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * While watching: the paths the watchers named since the last reload, so that a reload
+   * reads only those; undefined when a full scan is needed (not watching, a watcher that gave
+   * no name, a directory that changed, a reload that failed).
+   */
+  private named: Set<string> | undefined;
 
   /** `options` are the compiler's (the kernel's capabilities, for one). */
   constructor(paths: readonly string[], options: CompileOptions = {}) {
@@ -58,7 +64,55 @@ export class PolicySource {
    * either, so the next reload tries again.
    */
   reload(accept: (plan: KernelPlan) => void = () => {}): { update?: PolicyUpdate; rejection?: Rejection } {
-    const present = new Set(this.paths.flatMap((p) => (existsSync(p) ? expandPaths([p]) : [])));
+    const named = this.named;
+    if (this.watchers.length) this.named = new Set();
+    try {
+      return this.reloadFiles(named ? this.namedFiles(named) : undefined, accept);
+    } catch (e) {
+      this.named = undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Of the paths the watchers named, the policy files (present or gone) this source reads;
+   * undefined when a directory among them changed (a full scan tells what is inside).
+   */
+  private namedFiles(named: Set<string>): { present: Set<string>; read: string[] } | undefined {
+    const present = new Set(this.files.keys());
+    const read: string[] = [];
+    for (const path of named) {
+      let isDir = false;
+      try {
+        isDir = statSync(path).isDirectory();
+      } catch {
+        // gone
+      }
+      if (isDir) return undefined;
+      if (!this.isPolicyPath(path)) continue;
+      if (existsSync(path)) {
+        present.add(path);
+        read.push(path);
+      } else {
+        present.delete(path);
+      }
+    }
+    return { present, read };
+  }
+
+  /** Whether a full scan would read `path`: a path given, or a policy file below a directory given (no dot-names on the way). */
+  private isPolicyPath(path: string): boolean {
+    return this.paths.some((root) => {
+      if (path === root) return true;
+      const rel = relative(root, path);
+      if (!rel || rel.startsWith("..")) return false;
+      const parts = rel.split(sep);
+      return parts.every((p) => !p.startsWith(".")) && isPolicyFile(parts.at(-1)!);
+    });
+  }
+
+  private reloadFiles(hint: { present: Set<string>; read: string[] } | undefined, accept: (plan: KernelPlan) => void): { update?: PolicyUpdate; rejection?: Rejection } {
+    const present = hint?.present ?? new Set(this.paths.flatMap((p) => (existsSync(p) ? expandPaths([p]) : [])));
     const next = new Map(this.files);
     const changed: string[] = [];
     const rejected: Diagnostic[] = [];
@@ -69,7 +123,7 @@ export class PolicySource {
         changed.push(file);
       }
     }
-    for (const file of present) {
+    for (const file of hint?.read ?? present) {
       let text: string;
       try {
         text = readFileSync(file, "utf8");
@@ -80,9 +134,7 @@ export class PolicySource {
       if (before?.text === text) continue;
       changed.push(file);
       const result = validateSource(file, text);
-      // The file compiled alone: its own CEL and what this kernel can do are its own problems.
-      const alone = result.diagnostics.length ? [] : compile(result.policies, this.options).diagnostics;
-      const problems = [...result.diagnostics, ...checkRules(result.salvaged), ...alone];
+      const problems = [...result.diagnostics, ...checkRules(result.salvaged)];
       if (problems.length) {
         rejected.push(...problems);
         rejectedFiles.push(file);
@@ -95,8 +147,26 @@ export class PolicySource {
       rejected.length + extra.length ? { files, diagnostics: sortDiagnostics([...rejected, ...extra]) } : undefined;
     if (!changed.length) return {};
 
-    const policies = [...next.keys()].sort().flatMap((f) => next.get(f)!.good);
-    const { plan, diagnostics } = compile(policies, this.options);
+    const policiesNow = () => [...next.keys()].sort().flatMap((f) => next.get(f)!.good);
+    const compileAll = () => compile(policiesNow(), this.options);
+    // One compile when everything compiles. Otherwise a changed file whose problems are its
+    // own (its CEL, what this kernel can do), found by compiling it alone, keeps its last
+    // good version, and the rest is compiled again.
+    let { plan, diagnostics } = compileAll();
+    if (!plan) {
+      let own = false;
+      for (const file of changed) {
+        const state = next.get(file);
+        if (!state || state.good === this.files.get(file)?.good) continue;
+        const alone = compile(state.good, this.options).diagnostics;
+        if (!alone.length) continue;
+        own = true;
+        rejected.push(...alone);
+        rejectedFiles.push(file);
+        next.set(file, { text: state.text, good: this.files.get(file)?.good ?? [] });
+      }
+      if (own) ({ plan, diagnostics } = compileAll());
+    }
     if (!plan) {
       // Only the combination fails: keep every file as it was, so the next change retries.
       const r = rejection(diagnostics, changed);
@@ -108,7 +178,7 @@ export class PolicySource {
     for (const file of this.files.keys()) if (!next.has(file)) this.files.delete(file);
     if (plan.digest === this.plan?.digest) return r ? { rejection: r } : {};
     this.plan = plan;
-    return { update: { plan, policies, changed }, ...(r && { rejection: r }) };
+    return { update: { plan, policies: policiesNow(), changed }, ...(r && { rejection: r }) };
   }
 
   /** Watches the paths (directories recursively; a file through its directory, as editors replace files). */
@@ -117,9 +187,15 @@ export class PolicySource {
       clearTimeout(this.timer);
       this.timer = setTimeout(onChange, debounceMs);
     };
+    this.named = undefined; // what changed before the watchers started is read by a full scan
     for (const p of this.paths) {
       const isDir = statSync(p).isDirectory();
-      this.watchers.push(watch(isDir ? p : dirname(p), { recursive: isDir }, fire));
+      const dir = isDir ? p : dirname(p);
+      this.watchers.push(watch(dir, { recursive: isDir }, (_event, name) => {
+        if (name) this.named?.add(join(dir, name));
+        else this.named = undefined;
+        fire();
+      }));
     }
   }
 
