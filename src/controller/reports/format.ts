@@ -10,9 +10,18 @@ import { RESULT_VALUES, ReportResults, resultId, type AggregatedResult, type Obs
 export const REPORT_FLAVORS = ["wgpolicyk8s", "openreports"] as const;
 export type ReportFlavor = (typeof REPORT_FLAVORS)[number];
 
-export const REPORT_KINDS: Record<ReportFlavor, { apiVersion: string; namespaced: string; cluster: string }> = {
-  wgpolicyk8s: { apiVersion: "wgpolicyk8s.io/v1alpha2", namespaced: "PolicyReport", cluster: "ClusterPolicyReport" },
-  openreports: { apiVersion: "openreports.io/v1alpha1", namespaced: "Report", cluster: "ClusterReport" },
+export interface ReportKinds {
+  apiVersion: string;
+  namespaced: string;
+  cluster: string;
+  /** The URL path resources of the two kinds. */
+  namespacedResource: string;
+  clusterResource: string;
+}
+
+export const REPORT_KINDS: Record<ReportFlavor, ReportKinds> = {
+  wgpolicyk8s: { apiVersion: "wgpolicyk8s.io/v1alpha2", namespaced: "PolicyReport", cluster: "ClusterPolicyReport", namespacedResource: "policyreports", clusterResource: "clusterpolicyreports" },
+  openreports: { apiVersion: "openreports.io/v1alpha1", namespaced: "Report", cluster: "ClusterReport", namespacedResource: "reports", clusterResource: "clusterreports" },
 };
 
 export const SOURCE = "palisade";

@@ -7,12 +7,13 @@
 //   reporter.recordPod(pod);  // every Pod of this node, as the informer sees it
 //   await reporter.close();   // writes what is pending
 
-import { KubernetesObjectApi, PatchStrategy, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
 import type { RuntimeEvent } from "../../events/event.ts";
 import { buildReport, labelValue, MANAGED_BY_LABEL, NODE_ANNOTATION, NODE_LABEL, REPORT_KINDS, reportName, resultsOfReport, SOURCE, type ReportFlavor, type ReportObject, type ReportScope } from "./format.ts";
 import { POD_CHECK_POLICY, podSpecFindings } from "./pod-checks.ts";
 import { observationOfEvent, ReportResults, type Observation } from "./results.ts";
-import { isNotFound, LruCache, WorkloadResolver, type PodLike } from "./workload.ts";
+import { ReportApi, type ObjectPath } from "./api.ts";
+import { LruCache, WorkloadResolver, type PodLike } from "./workload.ts";
 
 export { REPORT_FLAVORS, REPORT_KINDS, type ReportFlavor } from "./format.ts";
 export { podSpecFindings, POD_CHECK_POLICY } from "./pod-checks.ts";
@@ -72,7 +73,7 @@ export class PolicyReporter {
   private readonly maxResults: number;
   private readonly maxBytes: number;
   private readonly log: (message: string) => void;
-  private readonly objects: KubernetesObjectApi;
+  private readonly api: ReportApi;
   private readonly resolver: WorkloadResolver;
   private readonly timer: NodeJS.Timeout | undefined;
   private pending = new Map<string, PendingGroup>();
@@ -95,8 +96,8 @@ export class PolicyReporter {
     this.maxBytes = options.maxReportBytes ?? DEFAULT_MAX_REPORT_BYTES;
     new ReportResults(this.maxResults); // validates the bound now rather than at the first event
     this.log = options.log ?? (() => {});
-    this.objects = KubernetesObjectApi.makeApiClient(options.kubeConfig);
-    this.resolver = new WorkloadResolver(this.objects);
+    this.api = new ReportApi(options.kubeConfig);
+    this.resolver = new WorkloadResolver(this.api);
     const interval = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     if (interval > 0) {
       this.timer = setInterval(() => void this.flush(), interval);
@@ -160,7 +161,7 @@ export class PolicyReporter {
   /** Writes everything pending now. Never rejects: failures are logged and retried at the next flush. */
   flush(): Promise<void> {
     // One flush at a time; a flush asked for during one runs right after it.
-    const run = (this.flushing ?? Promise.resolve()).then(() => this.flushOnce());
+    const run = (this.flushing ?? Promise.resolve()).then(() => this.flushOnce()).catch((error: Error) => this.log(`policy reports: flush failed: ${error.stack ?? error.message}`));
     const settled = run.finally(() => {
       if (this.flushing === settled) this.flushing = undefined;
     });
@@ -207,7 +208,7 @@ export class PolicyReporter {
       if (!state.dirty) continue;
       const report = buildReport(state.scope, state.results, { flavor: this.flavor, node: this.node, maxBytes: this.maxBytes });
       try {
-        await this.objects.patch(report, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+        await this.api.apply(this.pathOf(report.metadata), report, FIELD_MANAGER);
         state.dirty = false;
         this.stats.writes++;
       } catch (error) {
@@ -224,8 +225,8 @@ export class PolicyReporter {
   private async prune(retained: Set<string>): Promise<void> {
     const kinds = REPORT_KINDS[this.flavor];
     const labelSelector = `${MANAGED_BY_LABEL}=${SOURCE},${NODE_LABEL}=${labelValue(this.node)}`;
-    for (const kind of [kinds.namespaced, kinds.cluster]) {
-      const stored = await this.objects.list<ReportObject>(kinds.apiVersion, kind, undefined, undefined, undefined, undefined, undefined, labelSelector);
+    for (const resource of [kinds.namespacedResource, kinds.clusterResource]) {
+      const stored = await this.api.list<ReportObject>({ apiVersion: kinds.apiVersion, resource }, labelSelector);
       for (const object of stored.items) {
         const namespace = object.metadata.namespace;
         const scope: ReportScope = namespace === undefined ? { workload: { ...object.scope, kind: "Node" } } : { namespace, workload: object.scope };
@@ -254,12 +255,7 @@ export class PolicyReporter {
 
   /** The Node object, for its uid (the ClusterPolicyReport is garbage-collected with it). */
   private async readNodeScope(): Promise<ReportScope> {
-    let uid: string | undefined;
-    try {
-      uid = (await this.objects.read({ apiVersion: "v1", kind: "Node", metadata: { name: this.node } })).metadata?.uid;
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-    }
+    const uid = (await this.api.get<{ metadata: { uid?: string } }>({ apiVersion: "v1", resource: "nodes", name: this.node }))?.metadata.uid;
     return { workload: { apiVersion: "v1", kind: "Node", name: this.node, ...(uid && { uid }) } };
   }
 
@@ -269,17 +265,7 @@ export class PolicyReporter {
     const key = `${scope.namespace ?? ""}/${name}`;
     let state = this.reports.get(key);
     if (!state) {
-      const kinds = REPORT_KINDS[this.flavor];
-      let stored: ReportObject | undefined;
-      try {
-        stored = await this.objects.read<ReportObject>({
-          apiVersion: kinds.apiVersion,
-          kind: scope.namespace === undefined ? kinds.cluster : kinds.namespaced,
-          metadata: { name, ...(scope.namespace !== undefined && { namespace: scope.namespace }) },
-        });
-      } catch (error) {
-        if (!isNotFound(error)) throw error;
-      }
+      const stored = await this.api.get<ReportObject>(this.pathOf({ name, namespace: scope.namespace }));
       const ours = stored?.metadata?.labels?.[MANAGED_BY_LABEL] === SOURCE;
       state = { scope, results: ours ? resultsOfReport(stored!, this.maxResults) : new ReportResults(this.maxResults), dirty: false, touched: 0 };
       this.reports.set(key, state);
@@ -287,6 +273,12 @@ export class PolicyReporter {
     state.scope = scope;
     state.touched = ++this.touches;
     return state;
+  }
+
+  /** Where a report of ours lives: the namespaced kind in a namespace, else the cluster kind. */
+  private pathOf({ name, namespace }: { name: string; namespace?: string }): ObjectPath {
+    const kinds = REPORT_KINDS[this.flavor];
+    return namespace === undefined ? { apiVersion: kinds.apiVersion, resource: kinds.clusterResource, name } : { apiVersion: kinds.apiVersion, resource: kinds.namespacedResource, namespace, name };
   }
 
   private forgetIdleReports(): void {

@@ -48,7 +48,7 @@ export interface AggregatedResult extends Observation {
 
 /** Identity of a result within a report (the workload is the report's). */
 export function resultKey(o: Pick<Observation, "policy" | "rule" | "subject" | "target">): string {
-  return JSON.stringify([o.policy, o.rule, o.subject, o.target]);
+  return `${o.policy}\u0000${o.rule}\u0000${o.subject}\u0000${o.target}`;
 }
 
 /** A stable id across reports, agents and restarts: hash of policy, rule, workload, subject and target. */
@@ -82,26 +82,33 @@ export class ReportResults {
   }
 
   add(observation: Observation): void {
-    this.merge({ ...observation, count: 1, firstSeenMillis: observation.timeMillis, lastSeenMillis: observation.timeMillis });
+    this.fold(observation, 1, observation.timeMillis, observation.timeMillis);
   }
 
   /** Folds an aggregate in: counts add up, first and last seen widen, the latest occurrence's context wins. */
   merge(incoming: AggregatedResult): void {
+    this.fold(incoming, incoming.count, incoming.firstSeenMillis, incoming.lastSeenMillis);
+  }
+
+  // In place: this runs for every event of a storm.
+  private fold(incoming: Observation, count: number, firstSeenMillis: number, lastSeenMillis: number): void {
     const key = resultKey(incoming);
     const current = this.results.get(key);
     if (!current) {
-      this.results.set(key, { ...incoming, details: { ...incoming.details } });
+      this.results.set(key, { ...incoming, details: { ...incoming.details }, count, firstSeenMillis, lastSeenMillis });
       this.evictOverflow();
       return;
     }
-    const latest = incoming.lastSeenMillis >= current.lastSeenMillis ? incoming : current;
-    this.results.set(key, {
-      ...latest,
-      details: { ...latest.details },
-      count: current.count + incoming.count,
-      firstSeenMillis: Math.min(current.firstSeenMillis, incoming.firstSeenMillis),
-      lastSeenMillis: Math.max(current.lastSeenMillis, incoming.lastSeenMillis),
-    });
+    current.count += count;
+    if (firstSeenMillis < current.firstSeenMillis) current.firstSeenMillis = firstSeenMillis;
+    if (lastSeenMillis < current.lastSeenMillis) return;
+    current.lastSeenMillis = lastSeenMillis;
+    current.timeMillis = incoming.timeMillis;
+    current.result = incoming.result;
+    current.severity = incoming.severity;
+    current.action = incoming.action;
+    current.message = incoming.message;
+    current.details = { ...incoming.details };
   }
 
   /** Drops the results `drop` picks (not an eviction: they no longer apply). Returns how many. */

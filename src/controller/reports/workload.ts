@@ -3,13 +3,17 @@
 // directly). Lookups are cached, by pod and by intermediate owner, so the pods of one
 // Deployment cost one ReplicaSet read between them.
 
-import { ApiException, type KubernetesObject, type KubernetesObjectApi, type V1OwnerReference } from "@kubernetes/client-node";
+import type { KubernetesObject, V1OwnerReference } from "@kubernetes/client-node";
+import type { ReportApi } from "./api.ts";
 import type { ObjectReference } from "./format.ts";
 
 export type Workload = ObjectReference & { namespace: string; uid: string };
 
-/** Owners whose own controller we follow; any other kind (a Deployment, a custom controller) is the workload. */
-const FOLLOWED = new Set(["apps/v1/ReplicaSet", "batch/v1/Job"]);
+/** Owners whose own controller we follow (with their URL resource); any other kind (a Deployment, a custom controller) is the workload. */
+const FOLLOWED = new Map([
+  ["apps/v1/ReplicaSet", "replicasets"],
+  ["batch/v1/Job", "jobs"],
+]);
 const MAX_DEPTH = 4;
 
 export interface PodLike extends KubernetesObject {
@@ -38,17 +42,15 @@ export class LruCache<K, V> {
   }
 }
 
-export const isNotFound = (error: unknown) => error instanceof ApiException && error.code === 404;
-
 export class WorkloadResolver {
-  private readonly objects: KubernetesObjectApi;
+  private readonly api: ReportApi;
   /** "namespace/pod/uid" -> workload */
   private readonly byPod: LruCache<string, Workload>;
   /** owner uid -> the workload at the top of its chain */
   private readonly byOwner: LruCache<string, Workload>;
 
-  constructor(objects: KubernetesObjectApi, cacheSize = 10_000) {
-    this.objects = objects;
+  constructor(api: ReportApi, cacheSize = 10_000) {
+    this.api = api;
     this.byPod = new LruCache(cacheSize);
     this.byOwner = new LruCache(cacheSize);
   }
@@ -62,12 +64,7 @@ export class WorkloadResolver {
     const key = `${namespace}/${name}/${uid ?? ""}`;
     const cached = this.byPod.get(key);
     if (cached) return cached;
-    let pod: PodLike | undefined;
-    try {
-      pod = await this.objects.read<PodLike>({ apiVersion: "v1", kind: "Pod", metadata: { name, namespace } });
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-    }
+    const pod = await this.api.get<PodLike>({ apiVersion: "v1", resource: "pods", namespace, name });
     let workload: Workload | undefined;
     if (pod && (!uid || pod.metadata?.uid === uid)) workload = await this.ofPod(pod);
     else if (uid) workload = { apiVersion: "v1", kind: "Pod", name, namespace, uid };
@@ -85,15 +82,11 @@ export class WorkloadResolver {
   private async climb(current: Workload, owner: V1OwnerReference | undefined, namespace: string, depth: number): Promise<Workload> {
     if (!owner || depth >= MAX_DEPTH) return current;
     const ownerRef: Workload = { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, namespace, uid: owner.uid };
-    if (!FOLLOWED.has(`${owner.apiVersion}/${owner.kind}`)) return ownerRef;
+    const resource = FOLLOWED.get(`${owner.apiVersion}/${owner.kind}`);
+    if (!resource) return ownerRef;
     const cached = this.byOwner.get(owner.uid);
     if (cached) return cached;
-    let object: PodLike | undefined;
-    try {
-      object = await this.objects.read<PodLike>({ apiVersion: owner.apiVersion, kind: owner.kind, metadata: { name: owner.name, namespace } });
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-    }
+    const object = await this.api.get<PodLike>({ apiVersion: owner.apiVersion, resource, namespace, name: owner.name });
     // Gone, or a namesake: the reference itself is the best we know.
     const workload = object && object.metadata?.uid === owner.uid ? await this.climb(ownerRef, controllerOf(object), namespace, depth + 1) : ownerRef;
     this.byOwner.set(owner.uid, workload);
