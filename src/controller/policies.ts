@@ -3,7 +3,6 @@
 // diagnostic is told by its field path, and a CEL mistake by its line and column inside
 // the `match` string: "spec.rules[0].match:1:12: unknown field ...".
 
-import { stringify } from "yaml";
 import type { Diagnostic } from "../diagnostics.ts";
 import type { Policy, PolicyKind } from "../policy/model.ts";
 import { validateSource } from "../validate/index.ts";
@@ -35,12 +34,13 @@ export interface ObjectValidation {
 /**
  * Validates one object. The API server has already applied the CRD schema, but an object
  * written before a schema change (or with validation off) must not be trusted: it goes
- * through the same stage as a file, as the YAML the object is.
+ * through the same stage as a file, as the text the object is.
  */
 export function validateObject(o: PolicyObject): ObjectValidation {
   const { name, namespace, generation } = o.metadata;
   const doc = { apiVersion: o.apiVersion ?? POLICY_GROUP_VERSION, kind: o.kind, metadata: { name, ...(namespace && { namespace }), ...(generation !== undefined && { generation }) }, spec: o.spec };
-  const result = validateSource(policyObjectKey(o.kind, namespace, name), stringify(doc));
+  // JSON is YAML, and writing it costs a third of what a YAML rendering does.
+  const result = validateSource(policyObjectKey(o.kind, namespace, name), JSON.stringify(doc, null, 2));
   const diagnostics = [...result.diagnostics, ...checkRules(result.salvaged)];
   const located = [...result.policies, ...result.salvaged];
   return {
