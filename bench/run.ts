@@ -6,6 +6,7 @@ import { benchCompile } from "./compile.ts";
 import { benchKernel } from "./kernel.ts";
 import { benchKubeApply } from "./kube-apply.ts";
 import { benchOtel } from "./otel.ts";
+import { benchReports } from "./reports.ts";
 import { benchStatusScale } from "./status-scale.ts";
 
 console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${new Date().toISOString()}\n`);
@@ -19,5 +20,7 @@ console.log("\n## Kubernetes: kubectl apply to enforcement\n");
 console.log(await benchKubeApply());
 console.log("\n## Kubernetes: policy status at scale\n");
 console.log(await benchStatusScale());
+console.log("\n## PolicyReports\n");
+console.log(await benchReports());
 console.log("\n## OpenTelemetry export\n");
 console.log(benchOtel());
