@@ -151,7 +151,8 @@ afterAll(async () => {
   await stopAgent();
   Enforcer.removePinned(PIN_DIR);
   await cluster?.stop();
-  for (const d of made) {
+  // Deepest first: a cgroup directory goes only once its children have.
+  for (const d of [...new Set(made)].sort((a, b) => b.length - a.length)) {
     try {
       if (existsSync(d)) rmdirSync(d);
     } catch {
