@@ -3,6 +3,8 @@
 // schema's refusals, the shape of what the agent needs (mounts, hostPID, privileges,
 // least-privilege RBAC), server-side dry runs of every rendered object, and a real
 // `helm install`, `upgrade` and `uninstall` (CRDs upgraded with the release, kept after).
+// The agent's own Kubernetes code (informers, status plane, reports) runs with the chart's
+// service account token, so an RBAC rule the code needs and the chart lacks fails here.
 
 import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -10,6 +12,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
+import { KubeConfig } from "@kubernetes/client-node";
+import { KubeClient } from "../../../src/controller/client.ts";
+import { Informer } from "../../../src/controller/informer.ts";
+import { PolicyReporter } from "../../../src/controller/reports/index.ts";
+import { NodeStatePublisher, startStatusAggregator } from "../../../src/controller/status/index.ts";
 import { ensureBinaries, startCluster, type Binaries, type Cluster } from "./cluster.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -445,71 +452,154 @@ describe("the chart, judged by a real kube-apiserver", () => {
     expect(result.stderr).toMatch(/mountPropagation: Forbidden: Bidirectional mount propagation is available only to privileged containers/);
   });
 
-  it("installs with helm, grants the service account exactly its RBAC, upgrades the CRDs, and keeps them on uninstall", async () => {
+  describe("helm install, upgrade and uninstall", () => {
     const ns = "palisade-live";
-    await cluster.kubectl(["create", "namespace", ns]);
-    await cluster.kubectl(["label", "namespace", ns, "pod-security.kubernetes.io/enforce=privileged"]);
+    const installed = () => crdNamesOfGroups("palisade.dev", "wgpolicyk8s.io");
     const helmRun = async (args: string[]) => {
       const result = await run(helm, args, { env: helmEnv() });
       if (result.code !== 0) throw new Error(`helm ${args.join(" ")} failed:\n${result.stderr}`);
       return result;
     };
-    // A cluster whose CRDs were applied with kubectl before the chart (as the standalone
-    // docs do): Helm refuses to take over objects it does not own, until they carry the
-    // release's ownership metadata (the adoption step of docs/installation.md).
-    const installed = crdNamesOfGroups("palisade.dev", "wgpolicyk8s.io");
-    await cluster.kubectl(["apply", "-f", join(ROOT, "api", "crds")]);
-    const refused = await run(helm, ["install", RELEASE, CHART, "-n", ns], { env: helmEnv() });
-    expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toMatch(/exists and cannot be imported into the current release: invalid ownership metadata/);
-    const crdRefs = installed.map((c) => `crd/${c}`);
-    await cluster.kubectl(["label", "--overwrite", ...crdRefs, "app.kubernetes.io/managed-by=Helm"]);
-    await cluster.kubectl(["annotate", "--overwrite", ...crdRefs, `meta.helm.sh/release-name=${RELEASE}`, `meta.helm.sh/release-namespace=${ns}`]);
-    await helmRun(["install", RELEASE, CHART, "-n", ns]);
-    expect((await cluster.kubectl(["get", "daemonset", FULLNAME, "-n", ns, "-o", "name"])).stdout.trim()).toBe(`daemonset.apps/${FULLNAME}`);
-    await cluster.kubectl(["wait", "--for=condition=Established", "--timeout=30s", ...crdRefs]);
 
-    // What the agent's service account may do, as the API server's authorizer decides.
-    const sa = `system:serviceaccount:${ns}:${FULLNAME}`;
-    const can = async (...args: string[]) => (await cluster.kubectl(["auth", "can-i", "--as", sa, ...args], { check: false })).stdout.trim();
-    expect(await can("watch", "tracingpolicies.palisade.dev")).toBe("yes");
-    expect(await can("patch", "tracingpolicies.palisade.dev", "--subresource=status")).toBe("yes");
-    expect(await can("update", "tracingpolicies.palisade.dev")).toBe("no"); // never the spec
-    expect(await can("delete", "tracingpoliciesnamespaced.palisade.dev", "-n", "team-a")).toBe("no");
-    expect(await can("create", "palisadenodes.palisade.dev")).toBe("yes");
-    expect(await can("list", "pods", "-A")).toBe("yes");
-    expect(await can("get", "replicasets.apps", "-n", "team-a")).toBe("yes");
-    expect(await can("get", "jobs.batch", "-n", "team-a")).toBe("yes");
-    expect(await can("get", "nodes")).toBe("yes");
-    expect(await can("list", "nodes")).toBe("no");
-    expect(await can("watch", "leases.coordination.k8s.io", "-n", ns)).toBe("yes");
-    expect(await can("list", "replicasets.apps", "-n", "team-a")).toBe("no");
-    expect(await can("create", "policyreports.wgpolicyk8s.io", "-n", "team-a")).toBe("yes");
-    expect(await can("create", "reports.openreports.io", "-n", "team-a")).toBe("no");
-    expect(await can("update", "leases.coordination.k8s.io", "-n", ns)).toBe("yes");
-    expect(await can("update", "leases.coordination.k8s.io", "-n", "kube-system")).toBe("no");
-    expect(await can("get", "secrets", "-n", ns)).toBe("no");
-    expect(await can("delete", "pods", "-n", "team-a")).toBe("no");
+    it("installs, after adopting CRDs that kubectl applied before the chart", async () => {
+      await cluster.kubectl(["create", "namespace", ns]);
+      await cluster.kubectl(["label", "namespace", ns, "pod-security.kubernetes.io/enforce=privileged"]);
+      // A cluster whose CRDs were applied with kubectl before the chart (as the standalone
+      // docs do): Helm refuses to take over objects it does not own, until they carry the
+      // release's ownership metadata (the adoption step of docs/installation.md).
+      await cluster.kubectl(["apply", "-f", join(ROOT, "api", "crds")]);
+      const refused = await run(helm, ["install", RELEASE, CHART, "-n", ns], { env: helmEnv() });
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/exists and cannot be imported into the current release: invalid ownership metadata/);
+      const crdRefs = installed().map((c) => `crd/${c}`);
+      await cluster.kubectl(["label", "--overwrite", ...crdRefs, "app.kubernetes.io/managed-by=Helm"]);
+      await cluster.kubectl(["annotate", "--overwrite", ...crdRefs, `meta.helm.sh/release-name=${RELEASE}`, `meta.helm.sh/release-namespace=${ns}`]);
+      await helmRun(["install", RELEASE, CHART, "-n", ns]);
+      expect((await cluster.kubectl(["get", "daemonset", FULLNAME, "-n", ns, "-o", "name"])).stdout.trim()).toBe(`daemonset.apps/${FULLNAME}`);
+      await cluster.kubectl(["wait", "--for=condition=Established", "--timeout=30s", ...crdRefs]);
+    });
 
-    // A policy stored under the installed CRDs.
-    await cluster.kubectl(["apply", "-f", join(ROOT, "policies", readdirSync(join(ROOT, "policies")).find((f) => f.endsWith(".yaml") && !f.endsWith(".test.yaml"))!)]);
+    it("grants the service account what it needs and nothing more (the API server's authorizer)", async () => {
+      const sa = `system:serviceaccount:${ns}:${FULLNAME}`;
+      const can = async (...args: string[]) => (await cluster.kubectl(["auth", "can-i", "--as", sa, ...args], { check: false })).stdout.trim();
+      expect(await can("watch", "tracingpolicies.palisade.dev")).toBe("yes");
+      expect(await can("patch", "tracingpolicies.palisade.dev", "--subresource=status")).toBe("yes");
+      expect(await can("update", "tracingpolicies.palisade.dev")).toBe("no"); // never the spec
+      expect(await can("delete", "tracingpoliciesnamespaced.palisade.dev", "-n", "team-a")).toBe("no");
+      expect(await can("create", "palisadenodes.palisade.dev")).toBe("yes");
+      expect(await can("list", "pods", "-A")).toBe("yes");
+      expect(await can("get", "replicasets.apps", "-n", "team-a")).toBe("yes");
+      expect(await can("get", "jobs.batch", "-n", "team-a")).toBe("yes");
+      expect(await can("get", "nodes")).toBe("yes");
+      expect(await can("list", "nodes")).toBe("no");
+      expect(await can("watch", "leases.coordination.k8s.io", "-n", ns)).toBe("yes");
+      expect(await can("list", "replicasets.apps", "-n", "team-a")).toBe("no");
+      expect(await can("create", "policyreports.wgpolicyk8s.io", "-n", "team-a")).toBe("yes");
+      expect(await can("create", "reports.openreports.io", "-n", "team-a")).toBe("no");
+      expect(await can("update", "leases.coordination.k8s.io", "-n", ns)).toBe("yes");
+      expect(await can("update", "leases.coordination.k8s.io", "-n", "kube-system")).toBe("no");
+      expect(await can("get", "secrets", "-n", ns)).toBe("no");
+      expect(await can("delete", "pods", "-n", "team-a")).toBe("no");
+    });
 
-    // helm upgrade applies a changed CRD (Helm never upgrades a chart's crds/ directory).
-    const changed = join(scratch, "chart-v2");
-    cpSync(CHART, changed, { recursive: true });
-    const crdFile = join(changed, "files", "crds", "palisade.dev_tracingpolicies.yaml");
-    writeFileSync(crdFile, readFileSync(crdFile, "utf8").replace("A runtime security policy whose rules", "(v2) A runtime security policy whose rules"));
-    await helmRun(["upgrade", RELEASE, changed, "-n", ns]);
-    const live = JSON.parse((await cluster.kubectl(["get", "crd", "tracingpolicies.palisade.dev", "-o", "json"])).stdout);
-    expect(live.spec.versions[0].schema.openAPIV3Schema.description).toMatch(/^\(v2\) /);
-    expect(live.metadata.annotations["meta.helm.sh/release-name"]).toBe(RELEASE);
+    it("is enough for the agent's own Kubernetes code: informers, status plane and reports, run as the service account", async () => {
+      const token = (await cluster.kubectl(["-n", ns, "create", "token", FULLNAME, "--duration=1h"])).stdout.trim();
+      const kubeConfig = new KubeConfig();
+      kubeConfig.loadFromOptions({
+        clusters: [{ name: "test", server: cluster.server, caFile: cluster.caFile }],
+        users: [{ name: "agent", token }],
+        contexts: [{ name: "agent", cluster: "test", user: "agent" }],
+        currentContext: "agent",
+      });
+      const node = "node-1";
+      const logs: string[] = [];
+      const log = (line: string) => logs.push(line);
+      // What an agent finds on its node (created as the admin): the Node, a Deployment's pod
+      // with a privileged container (a pod-spec finding), and a policy.
+      const create = async (o: Record<string, unknown>) => JSON.parse((await cluster.kubectl(["create", "-o", "json", "-f", "-"], { input: JSON.stringify(o) })).stdout);
+      await create({ apiVersion: "v1", kind: "Node", metadata: { name: node } });
+      await create({ apiVersion: "v1", kind: "Namespace", metadata: { name: "shop" } });
+      await create({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default", namespace: "shop" } });
+      const template = { metadata: { labels: { app: "api" } }, spec: { containers: [{ name: "app", image: "registry.example/app:1" }] } };
+      const deployment = await create({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "api", namespace: "shop" }, spec: { selector: { matchLabels: { app: "api" } }, template } });
+      const ownedBy = (o: { apiVersion: string; kind: string; metadata: { name: string; uid: string } }) => [{ apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name, uid: o.metadata.uid, controller: true }];
+      const replicaSet = await create({ apiVersion: "apps/v1", kind: "ReplicaSet", metadata: { name: "api-7c9d", namespace: "shop", ownerReferences: ownedBy(deployment) }, spec: { selector: { matchLabels: { app: "api" } }, template } });
+      const pod = await create({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "api-7c9d-x1", namespace: "shop", labels: { app: "api" }, ownerReferences: ownedBy(replicaSet) },
+        spec: { nodeName: node, containers: [{ name: "app", image: "registry.example/app:1", securityContext: { privileged: true } }] },
+      });
+      pod.status = { containerStatuses: [{ name: "app", containerID: "containerd://abc", state: { running: { startedAt: "2026-11-24T12:00:00Z" } } }] };
+      await cluster.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "palisade.dev/v1alpha1", kind: "TracingPolicy", metadata: { name: "sa-check" }, spec: { rules: [{ name: "r", hook: "process.exec", match: 'process.binary == "/bin/sh"', action: "kill" }] } }) });
+      const policy = JSON.parse((await cluster.kubectl(["get", "tracingpolicy", "sa-check", "-o", "json"])).stdout);
 
-    // Uninstall removes the agent and its RBAC; the CRDs, and so every policy, stay.
-    const uninstalled = await helmRun(["uninstall", RELEASE, "-n", ns]);
-    expect(uninstalled.stdout).toMatch(/These resources were kept due to the resource policy:/);
-    expect((await cluster.kubectl(["get", "daemonset", FULLNAME, "-n", ns], { check: false })).code).not.toBe(0);
-    expect((await cluster.kubectl(["get", "clusterrole", FULLNAME], { check: false })).code).not.toBe(0);
-    for (const crd of installed) expect((await cluster.kubectl(["get", "crd", crd, "-o", "name"])).stdout.trim()).toBe(`customresourcedefinition.apiextensions.k8s.io/${crd}`);
-    expect((await cluster.kubectl(["get", "tracingpolicies", "-o", "name"])).stdout.trim()).not.toBe("");
+      // The informers `palisade run --kubernetes` starts.
+      const client = new KubeClient(kubeConfig);
+      const informers = [
+        ...["tracingpolicies", "tracingpoliciesnamespaced"].map((plural) => new Informer(client, { path: `/apis/palisade.dev/v1alpha1/${plural}`, onChange: () => {}, log })),
+        new Informer(client, { path: "/api/v1/pods", onChange: () => {}, log, fieldSelector: `spec.nodeName=${node}` }),
+        new Informer(client, { path: "/api/v1/namespaces", onChange: () => {}, log }),
+      ];
+      for (const informer of informers) informer.start();
+      // The status plane: this node's PalisadeNode and heartbeat Lease, and the elected aggregator.
+      const publisher = new NodeStatePublisher({ kubeConfig, node, namespace: ns, heartbeatSeconds: 1, log });
+      const aggregator = startStatusAggregator({ kubeConfig, identity: node, namespace: ns, log, leaseDurationSeconds: 4 });
+      const reporter = new PolicyReporter({ kubeConfig, node, flushIntervalMs: 0, log });
+      try {
+        await Promise.all(informers.map((i) => i.synced));
+        publisher.publish({
+          node,
+          heartbeatTime: new Date().toISOString(),
+          backends: { "process.exec": "tracepoint" },
+          planDigest: "sha256:1",
+          policies: [{ kind: "TracingPolicy", name: "sa-check", uid: policy.metadata.uid, generation: policy.metadata.generation, state: "Enforcing", reason: "Applied" }],
+        });
+        const deadline = Date.now() + 60_000;
+        let ready: { status?: string } | undefined;
+        while (Date.now() < deadline && ready?.status !== "True") {
+          await new Promise((resolve) => setTimeout(resolve, 250));
+          const { status } = JSON.parse((await cluster.kubectl(["get", "tracingpolicy", "sa-check", "-o", "json"])).stdout);
+          ready = status?.conditions?.find((c: { type: string }) => c.type === "Ready");
+        }
+        expect(ready, `policy status, with the agents' log:\n${logs.join("\n")}`).toMatchObject({ status: "True" });
+        // Reports: the pod's (owner chain resolved through the ReplicaSet) and the node's.
+        reporter.recordPod(pod);
+        reporter.record({ time: new Date().toISOString(), node, hook: "process.exec", action: "killed", policy: "sa-check", rule: "r", severity: "high", process: { pid: 42, uid: 0, binary: "/bin/sh" } });
+        await reporter.flush();
+        expect(reporter.stats, logs.join("\n")).toMatchObject({ writeErrors: 0, dropped: 0 });
+        expect(reporter.stats.writes).toBeGreaterThanOrEqual(2);
+        const reports = JSON.parse((await cluster.kubectl(["get", "policyreports", "-n", "shop", "-o", "json"])).stdout).items;
+        expect(reports.map((r: { scope: { name: string } }) => r.scope.name)).toEqual(["api"]);
+        expect(JSON.parse((await cluster.kubectl(["get", "clusterpolicyreports", "-o", "json"])).stdout).items).toHaveLength(1);
+        expect(logs.filter((l) => /forbidden|\b403\b/i.test(l))).toEqual([]);
+      } finally {
+        await Promise.all(informers.map((i) => i.stop()));
+        await reporter.close();
+        await publisher.close();
+        await aggregator.stop();
+      }
+    }, 120_000);
+
+    it("upgrades a changed CRD with the release (Helm never upgrades a chart's crds/ directory)", async () => {
+      const changed = join(scratch, "chart-v2");
+      cpSync(CHART, changed, { recursive: true });
+      const crdFile = join(changed, "files", "crds", "palisade.dev_tracingpolicies.yaml");
+      writeFileSync(crdFile, readFileSync(crdFile, "utf8").replace("A runtime security policy whose rules", "(v2) A runtime security policy whose rules"));
+      await helmRun(["upgrade", RELEASE, changed, "-n", ns]);
+      const live = JSON.parse((await cluster.kubectl(["get", "crd", "tracingpolicies.palisade.dev", "-o", "json"])).stdout);
+      expect(live.spec.versions[0].schema.openAPIV3Schema.description).toMatch(/^\(v2\) /);
+      expect(live.metadata.annotations["meta.helm.sh/release-name"]).toBe(RELEASE);
+    });
+
+    it("uninstalls the agent and its RBAC, and keeps the CRDs and so every policy", async () => {
+      await cluster.kubectl(["apply", "-f", join(ROOT, "policies", readdirSync(join(ROOT, "policies")).find((f) => f.endsWith(".yaml") && !f.endsWith(".test.yaml"))!)]);
+      const uninstalled = await helmRun(["uninstall", RELEASE, "-n", ns]);
+      expect(uninstalled.stdout).toMatch(/These resources were kept due to the resource policy:/);
+      expect((await cluster.kubectl(["get", "daemonset", FULLNAME, "-n", ns], { check: false })).code).not.toBe(0);
+      expect((await cluster.kubectl(["get", "clusterrole", FULLNAME], { check: false })).code).not.toBe(0);
+      for (const crd of installed()) expect((await cluster.kubectl(["get", "crd", crd, "-o", "name"])).stdout.trim()).toBe(`customresourcedefinition.apiextensions.k8s.io/${crd}`);
+      expect((await cluster.kubectl(["get", "tracingpolicies", "-o", "name"])).stdout.trim()).not.toBe("");
+    });
   });
 });
