@@ -290,6 +290,31 @@ describe("OpenReports (openreports.io/v1alpha1) with flavor openreports", () => 
   });
 });
 
+describe("the API server restarted", () => {
+  it("loses and duplicates nothing: a write refused while it is down is retried at the next flush", async () => {
+    const logs: string[] = [];
+    const r = reporter({ log: (m) => logs.push(m) });
+    r.record(event({ pod: "api-7c9d-x2", policy: "restart", rule: "r" }));
+    await r.flush(); // the connection is open and kept alive
+    r.record(event({ pod: "api-7c9d-x2", policy: "restart", rule: "r" }));
+    const restarting = cluster.restartApiServer({ signal: "SIGKILL" });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    r.record(event({ pod: "api-7c9d-x2", policy: "restart", rule: "r" }));
+    await r.flush(); // most likely while the server is down; either way nothing may be lost
+    await restarting;
+    await r.flush();
+    const report = await getReport("palisade-deployment-api-node-a");
+    expect(report.results.find((x: Json) => x.policy === "restart").properties.count).toBe("3");
+    // Once the server is back, a flush writes: the dead kept-alive connection is not reused.
+    r.record(event({ pod: "api-7c9d-x2", policy: "restart", rule: "r" }));
+    const errorsBefore = r.stats.writeErrors;
+    await r.flush();
+    expect(r.stats.writeErrors).toBe(errorsBefore);
+    expect((await getReport("palisade-deployment-api-node-a")).results.find((x: Json) => x.policy === "restart").properties.count).toBe("4");
+    console.info(`during the restart: ${logs.join(" | ") || "no failed flush"}`);
+  });
+});
+
 describe("least privilege and retries", () => {
   it("works with only the RBAC docs/policy-reports.md lists, and retries a refused write without losing counts", async () => {
     const agent = await cluster.makeUserKubeconfig("palisade-agent-test");
