@@ -1,7 +1,6 @@
 // The README's commands run as written: the quick start's `./scripts/run` (in the
 // background, then Ctrl-C) and every block of the tour, in one shell, as a new user would
-// paste them. Each full-line `# ...` comment in a tour block is output the user is promised
-// (`…` stands for anything); the test requires a line of the real output to match it.
+// paste them, with the output their comments promise (see doc-blocks.ts).
 // Needs root and BPF, like the tour itself.
 
 import { spawn, spawnSync } from "node:child_process";
@@ -9,27 +8,11 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROOT } from "../support/cli.ts";
+import { commands, markedBlocks, runShell, unkeptPromises } from "./doc-blocks.ts";
 
 const readme = readFileSync(join(ROOT, "README.md"), "utf8");
 
-/** The ```sh blocks preceded by `<!-- readme-test: name -->`, in order. */
-function blocks(name: string): string[] {
-  const marked = new RegExp(`<!-- readme-test: ${name} -->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
-  return [...readme.matchAll(marked)].map((m) => m[1]!);
-}
-
-/** A block's commands: its lines without comments and blank lines. */
-const commands = (block: string) => block.split("\n").map((l) => l.replace(/\s+#.*$/, "").trim()).filter((l) => l && !l.startsWith("#"));
-
-/** The output lines a block promises: its full-line comments, as patterns. */
-function promisedLines(block: string): { text: string; pattern: RegExp }[] {
-  const collapse = (s: string) => s.replace(/\s+/g, " ").trim();
-  return block.split("\n").filter((l) => l.startsWith("# ")).map((l) => {
-    const text = collapse(l.slice(2));
-    const parts = text.split("…").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-    return { text, pattern: new RegExp(`^${parts.join(".*")}$`) };
-  });
-}
+const blocks = (name: string) => markedBlocks(readme, "readme-test", name);
 
 const libraryPolicies = readdirSync(join(ROOT, "policies")).filter((f) => f.endsWith(".yaml") && !f.endsWith(".test.yaml")).length;
 
@@ -72,16 +55,13 @@ describe("README quick start", () => {
 describe("README tour", () => {
   const tour = blocks("tour");
 
-  it("runs as written and prints what the README shows", () => {
+  it("runs as written and prints what the README shows", async () => {
     if (process.getuid?.() !== 0) throw new Error("the README's commands need root: run the tests as root");
     expect(tour.length).toBeGreaterThanOrEqual(4);
-    const result = spawnSync("bash", ["-c", tour.join("\n")], { cwd: ROOT, encoding: "utf8", timeout: 180_000 });
-    const output = (result.stdout + result.stderr).split("\n").map((l) => l.replace(/\s+/g, " ").trim());
+    const result = await runShell(tour.join("\n"), ROOT, 180_000);
     const transcript = `exit ${result.status}, signal ${result.signal}; output:\n${result.stdout}\n${result.stderr}`;
     expect(result.signal, transcript).toBeNull();
-    for (const { text, pattern } of tour.flatMap(promisedLines)) {
-      expect(output.some((l) => pattern.test(l)), `README promises "${text}"; ${transcript}`).toBe(true);
-    }
+    expect(unkeptPromises(tour, result.stdout + result.stderr), transcript).toEqual([]);
     // What the comments cannot say: the exec was killed twice (before and after the broken
     // edit), and the tour's last command (import) succeeded.
     expect(result.stdout.match(/^exit status 137$/gm), transcript).toHaveLength(2);
