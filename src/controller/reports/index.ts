@@ -9,7 +9,7 @@
 
 import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
 import type { RuntimeEvent } from "../../events/event.ts";
-import { buildReport, labelValue, MANAGED_BY_LABEL, NODE_ANNOTATION, NODE_LABEL, REPORT_KINDS, reportName, resultsOfReport, SOURCE, type ReportFlavor, type ReportObject, type ReportScope } from "./format.ts";
+import { buildReport, labelValue, MANAGED_BY_LABEL, NODE_ANNOTATION, NODE_LABEL, REPORT_FLAVORS, REPORT_KINDS, reportName, resultsOfReport, SOURCE, type ReportFlavor, type ReportObject, type ReportScope } from "./format.ts";
 import { POD_CHECK_POLICY, podSpecFindings } from "./pod-checks.ts";
 import { observationOfEvent, ReportResults, type Observation } from "./results.ts";
 import { ReportApi, type ObjectPath } from "./api.ts";
@@ -23,6 +23,8 @@ export const DEFAULT_MAX_RESULTS = 100;
 /** Far under etcd's 1.5 MiB request limit, and small enough to list thousands of reports. */
 export const DEFAULT_MAX_REPORT_BYTES = 256 * 1024;
 export const DEFAULT_FLUSH_INTERVAL_MS = 5_000;
+/** The largest byte budget accepted: etcd refuses requests over 1.5 MiB, and a report must stay well under. */
+const MAX_REPORT_BYTES = 1024 * 1024;
 /** Distinct pods (plus the host) with unwritten observations; beyond it, observations are dropped and counted. */
 const MAX_PENDING_GROUPS = 10_000;
 /** Reports kept in memory; a forgotten one is read back from the API before its next write. */
@@ -91,14 +93,13 @@ export class PolicyReporter {
   constructor(options: PolicyReporterOptions) {
     this.node = options.node;
     this.flavor = options.flavor ?? "wgpolicyk8s";
-    if (!REPORT_KINDS[this.flavor]) throw new Error(`report format must be wgpolicyk8s or openreports, not ${this.flavor}`);
-    this.maxResults = options.maxResultsPerReport ?? DEFAULT_MAX_RESULTS;
-    this.maxBytes = options.maxReportBytes ?? DEFAULT_MAX_REPORT_BYTES;
-    new ReportResults(this.maxResults); // validates the bound now rather than at the first event
+    if (!REPORT_FLAVORS.includes(this.flavor)) throw new Error(`report format must be wgpolicyk8s or openreports, not ${this.flavor}`);
+    this.maxResults = checkedInteger("maxResultsPerReport", options.maxResultsPerReport ?? DEFAULT_MAX_RESULTS, 1, 10_000);
+    this.maxBytes = checkedInteger("maxReportBytes", options.maxReportBytes ?? DEFAULT_MAX_REPORT_BYTES, 16 * 1024, MAX_REPORT_BYTES);
+    const interval = checkedInteger("flushIntervalMs", options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS, 0, 3_600_000);
     this.log = options.log ?? (() => {});
     this.api = new ReportApi(options.kubeConfig);
     this.resolver = new WorkloadResolver(this.api);
-    const interval = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     if (interval > 0) {
       this.timer = setInterval(() => void this.flush(), interval);
       this.timer.unref();
@@ -286,4 +287,9 @@ export class PolicyReporter {
     const idle = [...this.reports].filter(([, s]) => !s.dirty).sort(([, a], [, b]) => a.touched - b.touched);
     for (const [key] of idle.slice(0, this.reports.size - MAX_REPORTS_IN_MEMORY)) this.reports.delete(key);
   }
+}
+
+function checkedInteger(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}, not ${value}`);
+  return value;
 }
