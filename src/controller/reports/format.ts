@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { SEVERITIES, type Severity } from "../../policy/model.ts";
 import { POD_CHECK_CATEGORY } from "./pod-checks.ts";
-import { RESULT_VALUES, ReportResults, resultId, type AggregatedResult, type Observation, type ResultValue, type Summary } from "./results.ts";
+import { RESULT_VALUES, ReportResults, resultId, resultKey, type AggregatedResult, type Observation, type ResultValue, type Summary } from "./results.ts";
 
 export const REPORT_FLAVORS = ["wgpolicyk8s", "openreports"] as const;
 export type ReportFlavor = (typeof REPORT_FLAVORS)[number];
@@ -163,13 +163,14 @@ export function buildReport(scope: ReportScope, results: ReportResults, options:
   if (w.uid) report.metadata.ownerReferences = [{ apiVersion: w.apiVersion, kind: w.kind, name: w.name, uid: w.uid }];
   if (options.flavor === "openreports") report.source = SOURCE;
 
-  const key = workloadKey(scope);
+  const workload = workloadKey(scope);
+  const rendered = new Map(results.list().map((r) => [resultKey(r), renderResult(r, workload)]));
   const size = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
   // Room for the annotation's digits and the summary's, which may grow by eviction.
-  results.evictToFit(options.maxBytes, size(report) + 64, (r) => size(renderResult(r, key)) + 1);
+  results.evictToFit(options.maxBytes, size(report) + 64, (r) => size(rendered.get(resultKey(r))) + 1);
   report.metadata.annotations[EVICTED_ANNOTATION] = String(results.evicted);
   report.summary = results.summary();
-  report.results = results.list().map((r) => renderResult(r, key));
+  report.results = results.list().map((r) => rendered.get(resultKey(r))!);
   return report;
 }
 
