@@ -9,6 +9,7 @@ import { formatExpectation, runPolicyTest } from "../policytest/index.ts";
 import { importTetragon } from "../importer/tetragon.ts";
 import { startAgent } from "../agent/index.ts";
 import { startKubernetesAgent } from "../controller/index.ts";
+import { formatClusterStatus, isReady, readClusterStatus } from "../controller/status/report.ts";
 import { describeActions, probe } from "../enforcer/index.ts";
 import { parseListenAddress } from "../metrics/server.ts";
 import { observe as observeEvents, parseDuration } from "../observe/client.ts";
@@ -99,6 +100,12 @@ const commands: Record<string, (args: Args) => number | Promise<number>> = {
       void agent.stop();
     });
     return 0;
+  },
+
+  async status({ kubeconfig, namespace, output }) {
+    const status = await readClusterStatus({ kubeconfig, namespace });
+    out(output === "json" ? JSON.stringify(status, null, 2) : formatClusterStatus(status));
+    return status.policies.every(isReady) ? 0 : 1;
   },
 
   observe({ socket, output, filter, since, reconnect }) {

@@ -61,6 +61,14 @@ program
   });
 
 program
+  .command("status")
+  .description("the cluster's policies (Ready, Reconciling, Degraded, node counts) and nodes; exit 1 unless every policy is Ready")
+  .option("--kubeconfig <path>", "this kubeconfig instead of KUBECONFIG or the in-cluster service account")
+  .option("--namespace <name>", "namespace of the agents' heartbeat Leases (default $POD_NAMESPACE, else palisade-system)")
+  .addOption(new Option("-o, --output <format>", "output format").choices(["text", "json"]).default("text"))
+  .action((opts: { kubeconfig?: string; namespace?: string; output: "text" | "json" }) => runCommand("status", opts));
+
+program
   .command("observe")
   .description("stream a running agent's events live")
   .option("--socket <path>", "the agent's observe socket", "/run/palisade/observe.sock")

@@ -5,6 +5,8 @@
 // The statuses are checked field by field and through `kubectl get`, and saved as file
 // snapshots (test/fixtures/status-snapshots/) that the Argo CD health check is tested on.
 
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -226,5 +228,26 @@ describe("policy status from node reports", () => {
     await report("node-a", "valid-exec", "Enforcing");
     await report("node-b", "valid-exec", "Enforcing");
     await statusWhere("valid-exec", isReady(2));
+  });
+
+  it("palisade status shows each policy's conditions and node counts, and each node; exit 1 while one is not Ready", async () => {
+    // Asynchronously: the simulated nodes in this process must keep renewing their heartbeats.
+    const palisade = (...args: string[]) =>
+      promisify(execFile)(join(ROOT, "bin", "palisade"), ["status", "--kubeconfig", cluster.kubeconfig, "--namespace", NAMESPACE, ...args], { encoding: "utf8" }).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (err: { code: number; stdout: string; stderr: string }) => err,
+      );
+    const run = await palisade();
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(1); // invalid-exec
+    const lines = run.stdout.split("\n");
+    expect(lines[0]).toBe("2 of 3 policies Ready; 2 of 3 nodes live.");
+    expect(run.stdout).toMatch(/^POLICY\s+READY\s+RECONCILING\s+DEGRADED\s+NODES\s+GENERATION\s+REASON$/m);
+    expect(run.stdout).toMatch(/^invalid-exec\s+False\s+False\s+True\s+0\/2 \(2 failed\)\s+1\/1\s+CompileError$/m);
+    expect(run.stdout).toMatch(/^valid-exec\s+True\s+False\s+False\s+2\/2\s+3\/3\s+Enforcing$/m);
+    expect(run.stdout).toContain(`invalid-exec: ${COMPILE_ERROR} (2 of 2 nodes failed, e.g. node-a)`);
+    expect(run.stdout).toMatch(/^node-c\s+no\s+2\s+1\s+/m); // its last report: invalid-exec failed
+    const json = JSON.parse((await palisade("-o", "json")).stdout);
+    expect(json.nodes.map((n: { node: string; live: boolean }) => [n.node, n.live])).toEqual([["node-a", true], ["node-b", true], ["node-c", false]]);
   });
 });
