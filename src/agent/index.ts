@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { formatDiagnostic } from "../diagnostics.ts";
-import { Enforcer, capabilitiesOf, describeActions, probe, type Backend, type Capabilities, type EnforcerEvent, type Workload } from "../enforcer/index.ts";
+import { Enforcer, describeActions, type Backend, type Capabilities, type EnforcerEvent, type Workload } from "../enforcer/index.ts";
 import type { RuntimeEvent } from "../events/event.ts";
 import type { KernelPlan } from "../plan/types.ts";
 import type { Hook } from "../policy/model.ts";
@@ -70,18 +70,27 @@ export interface AgentCore {
 export function startAgentCore(options: AgentCoreOptions): AgentCore {
   const log = options.log ?? ((line: string) => process.stderr.write(`palisade: ${line}\n`));
   const node = options.node ?? hostname();
-  const probed = probe();
-  if (probed.problem) throw new Error(`cannot enforce here: ${probed.problem}`);
+  // Loaded (not attached) before anything is compiled: should this kernel refuse a program
+  // its probe let through, that hook has fallen back already, and policies are compiled
+  // for what is actually loaded.
+  const loaded = Enforcer.load({ node, ...(options.pinDir && { pinDir: options.pinDir }) });
+  const probed = loaded.probe;
   for (const h of probed.hooks) {
     const can = describeActions(h);
     log(`${h.hook}: ${h.selected ? `${h.selected} backend (${can})` : "not enforceable here"}${h.notes.length ? `; ${h.notes.join("; ")}` : ""}`);
   }
   const backends = Object.fromEntries(probed.hooks.map((h) => [h.hook, h.selected])) as Partial<Record<Hook, Backend | null>>;
   const selected = Object.fromEntries(probed.hooks.flatMap((h) => (h.selected ? [[h.hook, h.selected]] : [])));
-  const outputs = startOutputs({
-    node, eventsFile: options.eventsFile, backends: selected, ruleVersion: () => enforcer?.plan?.digest.slice(0, 12), log, kernel: () => enforcer,
-    metricsAddress: options.metricsAddress, observeSocket: options.observeSocket,
-  });
+  let outputs: Outputs;
+  try {
+    outputs = startOutputs({
+      node, eventsFile: options.eventsFile, backends: selected, ruleVersion: () => enforcer?.plan?.digest.slice(0, 12), log, kernel: () => enforcer,
+      metricsAddress: options.metricsAddress, observeSocket: options.observeSocket,
+    });
+  } catch (e) {
+    loaded.close({ keepAttached: loaded.reusedMaps });
+    throw e;
+  }
   const listeners: ((event: RuntimeEvent) => void)[] = [];
 
   let enforcer: Enforcer | undefined;
@@ -91,7 +100,7 @@ export function startAgentCore(options: AgentCoreOptions): AgentCore {
   };
   return {
     node,
-    capabilities: capabilitiesOf(probed),
+    capabilities: loaded.capabilities,
     backends,
     log,
     outputs,
@@ -101,7 +110,8 @@ export function startAgentCore(options: AgentCoreOptions): AgentCore {
     enforce(plan, workloads) {
       if (enforcer) outputs.planApplied(plan, enforcer.applyPlan(plan).durationMs);
       else {
-        enforcer = Enforcer.open({ plan, node, ...(options.pinDir && { pinDir: options.pinDir }), ...(workloads && { workloads }), onEvent, onError: (e) => log(`event: ${e.message}`) });
+        loaded.start({ plan, ...(workloads && { workloads }), onEvent, onError: (e) => log(`event: ${e.message}`) });
+        enforcer = loaded;
         outputs.planApplied(plan);
       }
     },
@@ -109,7 +119,9 @@ export function startAgentCore(options: AgentCoreOptions): AgentCore {
       listeners.push(listener);
     },
     async close() {
-      enforcer?.close({ keepAttached: options.keepAttached ?? false });
+      // Never started: a previous agent's programs and rules stay as they were.
+      if (enforcer) enforcer.close({ keepAttached: options.keepAttached ?? false });
+      else loaded.close({ keepAttached: loaded.reusedMaps });
       await outputs.close();
       log(options.keepAttached ? "stopped; rules stay in force for the next agent" : "stopped; programs detached");
     },

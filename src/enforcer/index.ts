@@ -139,6 +139,7 @@ export class Enforcer {
   /** Plans by the low 32 bits of the flip counter at which they became active. */
   private readonly plans = new Map<number, KernelPlan>();
   private readonly node: string;
+  private started = false;
   private closed = false;
   /** Classified cgroups, as last given to setWorkloads. */
   private workloads: ReadonlyMap<bigint, Workload> = new Map();
@@ -228,6 +229,8 @@ export class Enforcer {
     const config = n.mapLookup(this.fd.pal_config!, u32(0), CONFIG_SIZE)!;
     const current = unpackConfig(config);
     if (current.abiVersion !== ABI_VERSION) {
+      // Fresh maps: arrays hold zeros, and a zero hooks entry is not idle (always_rank 0).
+      for (const gen of [0, 1] as const) this.contents[gen] = { maps: new Map([["pal_hooks", this.idleHooks(gen)]]), tries: new Map() };
       n.mapUpdate(this.fd.pal_config!, u32(0), packConfig(0, 0n));
       this.activeGen = 0;
       this.flips = 0n;
@@ -241,19 +244,48 @@ export class Enforcer {
 
   /** Loads the programs (taking over a previous agent's maps), applies `plan`, attaches, starts events. */
   static open(options: EnforcerOptions = {}): Enforcer {
-    const enforcer = new Enforcer(options);
+    const enforcer = Enforcer.load(options);
     try {
-      if (options.workloads) enforcer.setWorkloads(options.workloads);
-      if (options.plan) enforcer.applyPlan(options.plan);
-      else enforcer.prepareInactive();
-      enforcer.attach();
-      if (options.onEvent) enforcer.startEvents(options.onEvent, options.onError, options.unrefEvents);
+      enforcer.start(options);
     } catch (e) {
       // Taking over from a previous agent: what it left enforcing stays in force.
       enforcer.close({ keepAttached: enforcer.reusedMaps });
       throw e;
     }
     return enforcer;
+  }
+
+  /**
+   * Loads the programs (taking over a previous agent's maps) without attaching them or
+   * changing what is in force. `capabilities` and `probe` then say what this kernel does
+   * with what was actually loaded (a program refused after its probe passed has fallen back
+   * to its hook's next backend): compile for that, then `start`.
+   */
+  static load(options: EnforcerOptions = {}): Enforcer {
+    return new Enforcer(options);
+  }
+
+  /**
+   * Applies `plan` (with `workloads` classified), attaches the programs, starts events. A
+   * plan that cannot be applied throws and leaves the enforcer loaded, attached to nothing:
+   * start may be called again. Should attaching fail, the enforcer is closed (a previous
+   * agent's programs and rules stay in force).
+   */
+  start(options: Pick<EnforcerOptions, "plan" | "workloads" | "onEvent" | "onError" | "unrefEvents"> = {}): void {
+    this.assertOpen();
+    if (this.started) throw new Error("the enforcer is started already");
+    if (options.workloads) this.setWorkloads(options.workloads);
+    if (options.plan) this.applyPlan(options.plan);
+    else this.prepareInactive();
+    try {
+      this.attach();
+      if (options.onEvent) this.startEvents(options.onEvent, options.onError, options.unrefEvents);
+    } catch (e) {
+      // Taking over from a previous agent: what it left enforcing stays in force.
+      this.close({ keepAttached: this.reusedMaps });
+      throw e;
+    }
+    this.started = true;
   }
 
   get activeGeneration(): 0 | 1 {
@@ -453,9 +485,7 @@ export class Enforcer {
     const n = native();
     const old = this.contents[gen];
     this.contents[gen] = undefined;
-    const hooks = new Records(4, HOOK_SIZE);
-    for (let h = 0; h < HOOKS; h++) hooks.addAt(gen * HOOKS + h, packHook(IDLE_HOOK));
-    n.mapUpdateMany(this.fd.pal_hooks!, hooks.keyBuffer(), hooks.valueBuffer(), 4, HOOK_SIZE, { batch: true });
+    const idle = this.idleHooks(gen);
     const slots: number[] = [];
     for (let h = 0; h < HOOKS; h++) for (let d = 0; d < STR_DIMS; d++) slots.push(strSlot(gen, h, d));
     n.outerSet(this.fd.pal_str!, Uint32Array.from(slots), Int32Array.from(slots.map(() => this.emptyTrie)));
@@ -471,9 +501,15 @@ export class Enforcer {
     // Arrays (classes, bit ranks, verdicts) are only reached through the hooks entries
     // just made idle: their stale values are never read, and the next plan overwrites
     // every index it uses. So the record of this generation starts with the idle hooks only.
-    const idle = new Map<string, Buffer>();
-    for (let i = 0; i < hooks.count; i++) idle.set(hooks.key(i).toString("latin1"), Buffer.from(hooks.value(i)));
     this.contents[gen] = { maps: new Map([["pal_hooks", idle]]), tries: new Map() };
+  }
+
+  /** Makes generation `gen`'s hooks idle (no rule: programs return after two lookups); returns their record. */
+  private idleHooks(gen: 0 | 1): Map<string, Buffer> {
+    const hooks = new Records(4, HOOK_SIZE);
+    for (let h = 0; h < HOOKS; h++) hooks.addAt(gen * HOOKS + h, packHook(IDLE_HOOK));
+    native().mapUpdateMany(this.fd.pal_hooks!, hooks.keyBuffer(), hooks.valueBuffer(), 4, HOOK_SIZE, { batch: true });
+    return new Map(hooks.entries().map(([k, v]) => [k.toString("latin1"), Buffer.from(v)]));
   }
 
   /** Attaches the selected programs; then drops links a previous agent pinned that this selection does not replace. */
