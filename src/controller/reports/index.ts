@@ -85,6 +85,8 @@ export class PolicyReporter {
   private nodeScope: ReportScope | undefined;
   /** Set by retainPolicies(): the policies in force, applied to every report of this node at the next flush. */
   private retained: Set<string> | undefined;
+  /** The set of the last prune that succeeded. */
+  private pruned: Set<string> | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
   private touches = 0;
@@ -156,7 +158,11 @@ export class PolicyReporter {
    * those written before a restart included. Pod-spec results stay.
    */
   retainPolicies(policies: Iterable<string>): void {
-    this.retained = new Set(policies);
+    const next = new Set(policies);
+    // The same set again (the agent passes it on every status publish): nothing to list.
+    const latest = this.retained ?? this.pruned;
+    if (latest && latest.size === next.size && [...next].every((p) => latest.has(p))) return;
+    this.retained = next;
   }
 
   /** Writes everything pending now. Never rejects: failures are logged and retried at the next flush. */
@@ -199,8 +205,10 @@ export class PolicyReporter {
     }
     if (this.retained) {
       try {
-        await this.prune(this.retained);
-        this.retained = undefined;
+        const retained = this.retained;
+        await this.prune(retained);
+        this.pruned = retained;
+        if (this.retained === retained) this.retained = undefined;
       } catch (error) {
         failures.push(`removing results of policies no longer in force: ${(error as Error).message}`);
       }
