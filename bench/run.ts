@@ -6,6 +6,7 @@ import { benchCompile } from "./compile.ts";
 import { benchKernel } from "./kernel.ts";
 import { benchKubeApply } from "./kube-apply.ts";
 import { benchOtel } from "./otel.ts";
+import { benchOtelCost } from "./otel-cost.ts";
 import { benchReports } from "./reports.ts";
 import { benchStatusScale } from "./status-scale.ts";
 
@@ -24,3 +25,5 @@ console.log("\n## PolicyReports\n");
 console.log(await benchReports());
 console.log("\n## OpenTelemetry export\n");
 console.log(benchOtel());
+console.log("\n## OpenTelemetry export: CPU per event, stage by stage\n");
+console.log(benchOtelCost());
