@@ -209,6 +209,7 @@ export function resultsOfReport(object: Partial<ReportObject>, maxResults: numbe
       count,
       firstSeenMillis: first,
       lastSeenMillis: last,
+      ...(podSpec && { countedUntilMillis: last }),
     });
   }
   results.evicted = Number(object.metadata?.annotations?.[EVICTED_ANNOTATION]) || 0;

@@ -44,6 +44,12 @@ export interface AggregatedResult extends Observation {
   count: number;
   firstSeenMillis: number;
   lastSeenMillis: number;
+  /**
+   * Occurrences at or before this time were counted by an earlier run of the agent. Set for
+   * pod-spec findings read back from a stored report: a restarted agent lists every pod
+   * again, and a container start it counted before must not count twice.
+   */
+  countedUntilMillis?: number;
 }
 
 /** Identity of a result within a report (the workload is the report's). */
@@ -99,6 +105,7 @@ export class ReportResults {
       this.evictOverflow();
       return;
     }
+    if (current.countedUntilMillis !== undefined && lastSeenMillis <= current.countedUntilMillis) return;
     current.count += count;
     if (firstSeenMillis < current.firstSeenMillis) current.firstSeenMillis = firstSeenMillis;
     if (lastSeenMillis < current.lastSeenMillis) return;

@@ -251,6 +251,18 @@ describe("PolicyReports (wgpolicyk8s.io/v1alpha2) from runtime events", () => {
     ]);
     expect(report.results[0].properties).toMatchObject({ action: "observed", container: "tool", image: "registry.example/tool:2", firstSeen: "2026-11-24T12:30:00.000Z" });
     expect(report.summary.warn).toBe(2);
+
+    // An agent restart lists the pod again: the start it counted does not count twice; a
+    // container restart (a new start) does.
+    const restarted = reporter();
+    restarted.recordPod(started);
+    await restarted.flush();
+    const counts = async () => (await getReport("palisade-pod-priv-node-a")).results.map((x: Json) => [x.rule, x.properties.count]);
+    expect(await counts()).toEqual([["privileged-container", "1"], ["host-pid", "1"]]);
+    await cluster.kubectl(["patch", "pod", "priv", "-n", NS, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: { containerStatuses: [{ name: "tool", image: "registry.example/tool:2", imageID: "", ready: true, restartCount: 1, state: { running: { startedAt: "2026-11-24T12:31:00Z" } } }] } })]);
+    restarted.recordPod(await core.readNamespacedPod({ name: "priv", namespace: NS }));
+    await restarted.flush();
+    expect(await counts()).toEqual([["privileged-container", "2"], ["host-pid", "1"]]);
   });
 });
 
