@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { RuntimeEvent } from "../../src/events/event.ts";
 import { buildReport, EVICTED_ANNOTATION, reportName, resultsOfReport, type ReportScope } from "../../src/controller/reports/format.ts";
+import { podSpecFindings } from "../../src/controller/reports/pod-checks.ts";
 import { observationOfEvent, ReportResults, resultId, type Observation } from "../../src/controller/reports/results.ts";
 import type { Severity } from "../../src/policy/model.ts";
 
@@ -127,6 +128,18 @@ describe("report objects", () => {
     expect(a.length).toBeLessThanOrEqual(253);
     expect(a).not.toBe(b);
     expect(a).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+  });
+
+  it("read back pod-spec findings so that a start counted before a restart is not counted again", () => {
+    const pod = { metadata: { name: "p", namespace: "ns", uid: "u" }, spec: { containers: [{ name: "c", image: "i", securityContext: { privileged: true } }] }, status: { containerStatuses: [{ name: "c", image: "i", imageID: "", ready: true, restartCount: 0, state: { running: { startedAt: new Date(T0) } } }] } };
+    const [finding] = podSpecFindings(pod);
+    const before = new ReportResults(5);
+    before.add(finding!.observation);
+    const back = resultsOfReport(buildReport(deployment, before, { flavor: "wgpolicyk8s", node: "node-a", maxBytes: 1 << 20 }), 5);
+    back.add(finding!.observation); // listed again after the restart
+    expect(back.list()[0]!.count).toBe(1);
+    back.add({ ...finding!.observation, timeMillis: T0 + 60_000 }); // a container restart
+    expect(back.list()[0]).toMatchObject({ count: 2, subject: "i", target: "c", targetKind: "container", subjectKind: "image" });
   });
 
   it("read back into the same results, counts and eviction tally included", () => {
