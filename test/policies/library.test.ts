@@ -4,8 +4,8 @@
 //
 // Host-wide policies that are safe on this machine run exactly as shipped. The others run
 // as a variant derived here from the shipped file, never a hand copy:
-// - pod-scoped policies lose their selector (there are no pods on this host; the
-//   Kubernetes e2e proves the selectors) and every rule gains `&& process.gid == TEST_GID`,
+// - pod-scoped policies lose their selector (there are no pods on this host;
+//   library-pods.test.ts runs the shipped files in pods) and every rule gains `&& process.gid == TEST_GID`,
 //   so the unchanged rule logic acts only on this test's processes and not on the shells,
 //   package managers and connections of everything else running here;
 // - ld-so-preload names an absolute path that must not be written on a shared host: the
