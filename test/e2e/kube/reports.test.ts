@@ -21,7 +21,7 @@ const uids: Record<string, string> = {};
 const reporters: PolicyReporter[] = [];
 let crdWarnings: string;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/** API objects as kubectl prints them: read loosely, asserted precisely. */
 type Json = any;
 
 async function kubectlJson(args: string[]): Promise<Json> {
