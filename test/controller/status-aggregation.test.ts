@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { NodeState } from "../../src/controller/node-state.ts";
 import { sameStatus, significantChange, StatusAggregation, type PolicyRef, type PolicyStatus } from "../../src/controller/status/aggregation.ts";
-import { readNodeReport, toPalisadeNode } from "../../src/controller/status/node-object.ts";
+import { readNodeReport, SetDigest, toPalisadeNode } from "../../src/controller/status/node-object.ts";
 
 const policy: PolicyRef = { kind: "TracingPolicy", name: "no-shells", uid: "u-1", generation: 1, hooks: ["process.exec"] };
 const LIVE = Date.now() + 60_000;
@@ -116,7 +116,7 @@ describe("status aggregation", () => {
     expect(significantChange(pending, aggregation.statusOf("u-1", pending)!)).toBe(false);
   });
 
-  it("reads back a node's compact object: enforcing as uid@generation, failures with their reason", () => {
+  it("reads back a node's compact object: a digest per kind, failures one by one", () => {
     const node = toPalisadeNode({
       node: "n1",
       heartbeatTime: "2026-11-24T20:00:00Z",
@@ -127,9 +127,63 @@ describe("status aggregation", () => {
         { kind: "TracingPolicyNamespaced", namespace: "ns", name: "q", uid: "u-3", generation: 2, state: "Failed", reason: "ApplyError", message: "map full" },
       ],
     });
-    expect(node.status).toMatchObject({ enforcing: ["u-9@4"], enforcingCount: 1, failedCount: 1, backendSummary: "process.exec=lsm net.connect=none" });
+    expect(node.status).toMatchObject({ enforcingCount: 1, failedCount: 1, backendSummary: "process.exec=lsm net.connect=none" });
+    expect(node.status.policySets.TracingPolicy.count).toBe(1);
+    expect(node.status.policySets.TracingPolicyNamespaced.count).toBe(1);
     const read = readNodeReport(node);
-    expect([...read.policies.keys()].sort()).toEqual(["u-3", "u-9"]);
-    expect(read.policies.get("u-3")?.failure).toMatchObject({ namespace: "ns", reason: "ApplyError", message: "map full" });
+    expect(read.sets.TracingPolicy).toMatch(/^[0-9a-f]{32}$/);
+    expect(read.failures.get("u-3")).toMatchObject({ namespace: "ns", reason: "ApplyError", message: "map full" });
+    // The size does not grow with the policies a node enforces.
+    const many = toPalisadeNode({
+      node: "n1",
+      heartbeatTime: "2026-11-24T20:00:00Z",
+      backends: {},
+      policies: Array.from({ length: 1000 }, (_, i) => ({ kind: "TracingPolicy" as const, name: `p${i}`, uid: `u-${i}`, generation: 1, state: "Enforcing" as const, reason: "Applied" as const })),
+    });
+    expect(JSON.stringify(many).length).toBeLessThan(1024);
+  });
+
+  it("the digest names a set, whatever the order; adding and removing a pair undo each other", () => {
+    const a = new SetDigest();
+    a.toggle("u-1", 1);
+    a.toggle("u-2", 3);
+    const b = new SetDigest();
+    b.toggle("u-2", 3);
+    b.toggle("u-1", 1);
+    expect(a.value).toBe(b.value);
+    b.toggle("u-1", 1);
+    b.toggle("u-1", 2);
+    expect(b.value).not.toBe(a.value);
+    b.toggle("u-1", 2);
+    b.toggle("u-1", 1);
+    expect(b.value).toBe(a.value);
+  });
+
+  it("a node ahead of the aggregator's watch counts once the aggregator sees that version", () => {
+    const aggregation = cluster(["a"]);
+    aggregation.setReport("a", report("a", [{ generation: 2 }])); // the edit reached the node first
+    expect(aggregation.statusOf("u-1", undefined)?.nodes).toEqual({ enforcing: 0, failed: 0, total: 1 });
+    aggregation.upsertPolicy({ ...policy, generation: 2 });
+    const status = aggregation.statusOf("u-1", undefined);
+    expect(status).toMatchObject({ observedGeneration: 2, nodes: { enforcing: 1, failed: 0, total: 1 } });
+    expect(condition(status, "Ready")?.status).toBe("True");
+  });
+
+  it("an edit of one policy touches only that policy's status", () => {
+    const aggregation = cluster(["a", "b"]);
+    const other: PolicyRef = { ...policy, uid: "u-2", name: "other" };
+    aggregation.upsertPolicy(other);
+    const both = [{}, { uid: "u-2" }];
+    aggregation.setReport("a", report("a", both));
+    aggregation.setReport("b", report("b", both));
+    expect(condition(aggregation.statusOf("u-2", undefined), "Ready")?.status).toBe("True");
+    aggregation.upsertPolicy({ ...policy, generation: 2 });
+    aggregation.takeDirty();
+    aggregation.setReport("a", report("a", [{ generation: 2 }, { uid: "u-2" }]));
+    expect(aggregation.takeDirty()).toEqual(["u-1"]);
+    expect(aggregation.statusOf("u-1", undefined)?.nodes).toEqual({ enforcing: 1, failed: 0, total: 2 });
+    expect(condition(aggregation.statusOf("u-2", undefined), "Ready")?.status).toBe("True");
+    // b, still at the old set, has everything but u-1's new generation.
+    expect(aggregation.statusOf("u-2", undefined)?.nodes).toEqual({ enforcing: 2, failed: 0, total: 2 });
   });
 });

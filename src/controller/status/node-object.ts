@@ -1,9 +1,13 @@
-// The PalisadeNode object: one per node, holding that node's NodeState in a compact form.
-// With 1,000 policies a node's object stays near 50 KB: policies it enforces are listed as
-// "uid@generation" strings in an atomic list (server-side apply then tracks the list as one
-// field, not 1,000), and only failures carry kind, name, reason and message.
+// The PalisadeNode object: one per node, holding that node's NodeState in a form whose size
+// does not grow with the number of policies. Per policy kind it carries a digest of the set
+// of (uid, generation) the node has reconciled: the aggregator, which sees the same policy
+// objects through the same ordered watch, knows which of its own versions of the set that
+// digest names, and so which generation of every policy the node has. A policy edit then
+// costs each node a ~1 KB write and the aggregator O(1) work per node, not a 1,000-entry
+// list per node (see docs/status.md, "Scale"). Only failures are listed one by one.
 
-import type { Hook, PolicyKind } from "../../policy/model.ts";
+import { createHash } from "node:crypto";
+import { POLICY_KINDS, type Hook, type PolicyKind } from "../../policy/model.ts";
 import type { NodePolicyReason, NodePolicyState, NodeState } from "../node-state.ts";
 import type { KubeObject } from "../informer.ts";
 import type { ObjectBody } from "./kube.ts";
@@ -25,6 +29,13 @@ export interface PolicyFailure {
   message: string;
 }
 
+/** The set of policies of one kind that a node has reconciled (enforcing or failed). */
+export interface PolicySetSummary {
+  count: number;
+  /** setDigest() of its (uid, generation) pairs. */
+  digest: string;
+}
+
 export interface PalisadeNodeStatus {
   reportTime: string;
   planDigest?: string;
@@ -33,8 +44,7 @@ export interface PalisadeNodeStatus {
   backendSummary: string;
   enforcingCount: number;
   failedCount: number;
-  /** "uid@generation" for each policy the node enforces. */
-  enforcing: string[];
+  policySets: Record<PolicyKind, PolicySetSummary>;
   failed: PolicyFailure[];
 }
 
@@ -48,11 +58,45 @@ export interface PalisadeNodeBody extends ObjectBody {
   status: PalisadeNodeStatus;
 }
 
-/** A node's report as the aggregator reads it: per policy uid, the generation and the outcome. */
+/** A node's report as the aggregator reads it. */
 export interface NodeReport {
   node: string;
   backends: Partial<Record<Hook, string>>;
-  policies: Map<string, { generation: number; failure?: PolicyFailure }>;
+  /** Per kind, the digest of the set the node reconciled. */
+  sets: Partial<Record<PolicyKind, string>>;
+  /** By policy uid. */
+  failures: Map<string, PolicyFailure>;
+}
+
+/**
+ * An order-independent digest of a set of (uid, generation) pairs, updatable one pair at a
+ * time: the XOR of each pair's SHA-256 (first 128 bits). Adding and removing are the same
+ * operation, so the aggregator keeps it current in O(1) per policy change.
+ */
+export class SetDigest {
+  private readonly bytes = Buffer.alloc(16);
+
+  toggle(uid: string, generation: number): void {
+    const h = pairHash(uid, generation);
+    for (let i = 0; i < 16; i++) this.bytes[i]! ^= h[i]!;
+  }
+
+  get value(): string {
+    return this.bytes.toString("hex");
+  }
+}
+
+// A node hashes every pair on every report; the pairs rarely change, so remember them.
+const pairHashes = new Map<string, Buffer>();
+function pairHash(uid: string, generation: number): Buffer {
+  const key = `${uid}@${generation}`;
+  let h = pairHashes.get(key);
+  if (!h) {
+    if (pairHashes.size >= 100_000) pairHashes.clear();
+    h = createHash("sha256").update(key).digest().subarray(0, 16);
+    pairHashes.set(key, h);
+  }
+  return h;
 }
 
 /** Hooks the kernel cannot enforce on that node get the backend "none". */
@@ -61,13 +105,14 @@ export const NO_BACKEND = "none";
 export function toPalisadeNode(state: NodeState): PalisadeNodeBody {
   const backends: Partial<Record<Hook, string>> = {};
   for (const [hook, backend] of Object.entries(state.backends) as [Hook, string | null][]) backends[hook] = backend ?? NO_BACKEND;
-  const enforcing: string[] = [];
+  const digests = new Map(POLICY_KINDS.map((kind) => [kind, { count: 0, digest: new SetDigest() }]));
   const failed: PolicyFailure[] = [];
   for (const policy of state.policies) {
-    if (policy.state === "Enforcing") enforcing.push(`${policy.uid}@${policy.generation}`);
-    else failed.push(failureOf(policy));
+    const set = digests.get(policy.kind)!;
+    set.count++;
+    set.digest.toggle(policy.uid, policy.generation);
+    if (policy.state === "Failed") failed.push(failureOf(policy));
   }
-  enforcing.sort();
   failed.sort((a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
   const status: PalisadeNodeStatus = {
     reportTime: state.heartbeatTime,
@@ -75,9 +120,9 @@ export function toPalisadeNode(state: NodeState): PalisadeNodeBody {
     backendSummary: Object.entries(backends)
       .map(([hook, backend]) => `${hook}=${backend}`)
       .join(" "),
-    enforcingCount: enforcing.length,
+    enforcingCount: state.policies.length - failed.length,
     failedCount: failed.length,
-    enforcing,
+    policySets: Object.fromEntries([...digests].map(([kind, set]) => [kind, { count: set.count, digest: set.digest.value }])) as Record<PolicyKind, PolicySetSummary>,
     failed,
   };
   if (state.planDigest) status.planDigest = state.planDigest;
@@ -102,15 +147,14 @@ function truncate(text: string, limit: number): string {
   return text.length <= limit ? text : `${text.slice(0, limit - 1)}…`;
 }
 
-/** Reads a PalisadeNode back; entries it cannot parse are skipped (a newer agent's format). */
+/** Reads a PalisadeNode back (fields it does not know, from a newer agent, are ignored). */
 export function readNodeReport(object: Pick<PalisadeNode, "metadata" | "status"> | PalisadeNodeBody): NodeReport {
-  const policies: NodeReport["policies"] = new Map();
   const status = object.status;
-  for (const entry of status?.enforcing ?? []) {
-    const at = entry.lastIndexOf("@");
-    const generation = Number(entry.slice(at + 1));
-    if (at > 0 && Number.isInteger(generation)) policies.set(entry.slice(0, at), { generation });
+  const sets: NodeReport["sets"] = {};
+  for (const kind of POLICY_KINDS) {
+    const digest = status?.policySets?.[kind]?.digest;
+    if (digest) sets[kind] = digest;
   }
-  for (const failure of status?.failed ?? []) policies.set(failure.uid, { generation: failure.generation, failure });
-  return { node: object.metadata.name, backends: status?.backends ?? {}, policies };
+  const failures = new Map((status?.failed ?? []).map((f) => [f.uid, f]));
+  return { node: object.metadata.name, backends: status?.backends ?? {}, sets, failures };
 }
