@@ -8,7 +8,7 @@
 //
 // Nothing is applied before every informer has listed once, so 1,000 policies at start are
 // one plan, and scoped rules know the pods from the first plan on. Later changes are
-// debounced: a burst (kubectl apply of a directory) becomes one apply.
+// debounced: a burst (kubectl apply of a directory) becomes one apply per 250 ms at most.
 
 import { hostname } from "node:os";
 import type { V1Pod } from "@kubernetes/client-node";
@@ -56,6 +56,8 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
   const node = options.node ?? process.env.NODE_NAME ?? hostname();
   const kubeConfig = loadKubeConfig(options.kubeconfig);
   const client = new KubeClient(kubeConfig);
+  const cgroupRoot = options.cgroupRoot ?? cgroup2Root();
+  if (!cgroupRoot) throw new Error("no cgroup v2 hierarchy is mounted: pods cannot be told apart (mount cgroup2, or pass --cgroup-root)");
   const core = startAgentCore({ ...options, node });
   const log = core.log;
   const namespace = options.statusNamespace;
@@ -63,8 +65,6 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
   const aggregator = startStatusAggregator({ kubeConfig, identity: node, log, ...(namespace && { namespace }) });
   const reporter = new PolicyReporter({ kubeConfig, node, log, ...(options.reportFormat && { flavor: options.reportFormat }) });
   core.addEventListener((event) => reporter.record(event));
-  const cgroupRoot = options.cgroupRoot ?? cgroup2Root();
-  if (!cgroupRoot) throw new Error("no cgroup v2 hierarchy is mounted: pods cannot be told apart (mount cgroup2, or pass --cgroup-root)");
   const reconciler = new PolicyReconciler({ capabilities: core.capabilities, enforceable: (h: Hook) => !!core.backends[h] });
   let started = false;
   let closed = false;
