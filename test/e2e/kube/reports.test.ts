@@ -361,3 +361,16 @@ describe("least privilege and retries", () => {
     expect(r.stats.writes).toBe(1);
   });
 });
+
+describe("clean-up by label, as docs/policy-reports.md says", () => {
+  it("deletes one node's reports, then all of Palisade's", async () => {
+    const names = async () => (await kubectlJson(["get", "policyreports,clusterpolicyreports", "-A"])).items.map((i: Json) => i.metadata.name as string);
+    expect((await names()).filter((n: string) => n.endsWith("node-b"))).toEqual(["palisade-deployment-api-node-b"]);
+    await cluster.kubectl(["delete", "policyreports", "-A", "-l", "palisade.dev/node=node-b"]);
+    const left = await names();
+    expect(left.filter((n: string) => n.endsWith("node-b"))).toEqual([]);
+    expect(left).toContain("palisade-deployment-api-node-a");
+    await cluster.kubectl(["delete", "policyreports,clusterpolicyreports", "-A", "-l", "app.kubernetes.io/managed-by=palisade"]);
+    expect(await names()).toEqual([]);
+  });
+});
