@@ -184,7 +184,7 @@ export function observationOfEvent(event: RuntimeEvent, nowMillis: number): Obse
   if (!event.policy || !event.rule) return undefined;
   const action = event.action ?? "audited";
   const parsed = event.time ? Date.parse(event.time) : NaN;
-  const details: Record<string, string> = { hook: event.hook };
+  const details: Record<string, string> = {};
   if (event.parent?.binary) details.parent = event.parent.binary;
   if (event.process.args?.length) details.args = event.process.args.join(" ");
   if (event.k8s?.pod) details.pod = event.k8s.pod;
