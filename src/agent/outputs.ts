@@ -14,7 +14,7 @@ import { AgentMetrics, type KernelSource, type SinkCounts } from "../metrics/age
 import { DEFAULT_METRICS_ADDRESS, serveMetrics, type MetricsServer } from "../metrics/server.ts";
 import { DEFAULT_OBSERVE_SOCKET } from "../observe/protocol.ts";
 import { ObserveServer } from "../observe/server.ts";
-import { JsonLinesSink } from "../sinks/jsonl.ts";
+import { eventJson, JsonLinesSink } from "../sinks/jsonl.ts";
 import { otelSinkFromEnv } from "../sinks/otel.ts";
 
 export interface OutputsOptions {
@@ -87,9 +87,12 @@ export function startOutputs(options: OutputsOptions): Outputs {
     metrics,
     write(event) {
       metrics.event(event);
-      jsonl.write(event);
-      otel?.write(event);
-      observe?.publish(event);
+      // Serialized once for every output: at tens of thousands of events a second, each
+      // JSON.stringify more is a microsecond of the thread that drains the ring buffer.
+      const json = eventJson(event);
+      jsonl.write(event, json);
+      otel?.write(event, json);
+      observe?.publish(event, json);
     },
     planApplied(plan, durationMs) {
       const byMode = { enforce: 0, monitor: 0 };

@@ -134,9 +134,10 @@ export class ObserveServer {
     chmodSync(this.path, 0o600);
   }
 
-  publish(event: RuntimeEvent): void {
+  /** `json`: eventJson(event), when the caller has it already. */
+  publish(event: RuntimeEvent, json: string = eventJson(event)): void {
     const seq = ++this.seq;
-    const line = `{"type":"event","seq":${seq},"event":${eventJson(event)}}\n`;
+    const line = `{"type":"event","seq":${seq},"event":${json}}\n`;
     this.recent.push({ seq, receivedAt: Date.now(), line });
     for (const client of this.clients) if (client.live) this.send(client, line);
   }

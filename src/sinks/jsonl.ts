@@ -28,12 +28,13 @@ export class JsonLinesSink {
   }
 
 
-  write(event: RuntimeEvent): void {
+  /** `json`: eventJson(event), when the caller has it already. */
+  write(event: RuntimeEvent, json: string = eventJson(event)): void {
     if (this.failed || this.out.writableLength > this.maxPendingBytes) {
       this.dropped++;
       return;
     }
-    this.out.write(eventJson(event) + "\n");
+    this.out.write(json + "\n");
     this.written++;
   }
 

@@ -60,7 +60,8 @@ export class OtelSink {
   private readonly ruleVersion: ((event: RuntimeEvent) => string | undefined) | undefined;
   private readonly warn: (message: string) => void;
   private worker: Worker;
-  private chunk: RuntimeEvent[] = [];
+  /** The JSON of each event written since the last chunk went to the worker. */
+  private chunk: string[] = [];
   private chunkRuleVersions: (string | undefined)[] = [];
   private chunkScheduled = false;
   private readonly flushes = new Map<number, () => void>();
@@ -83,7 +84,8 @@ export class OtelSink {
     this.worker = this.startWorker();
   }
 
-  write(event: RuntimeEvent): void {
+  /** `json`: the event as JSON, when the caller has it already (the agent serializes each event once for every output). */
+  write(event: RuntimeEvent, json: string = JSON.stringify(event)): void {
     if (this.closing || this.broken) {
       this.drop(1, this.broken ?? "the sink is closed");
       return;
@@ -93,7 +95,7 @@ export class OtelSink {
       return;
     }
     if (this.pending++ === 0) this.updateRef();
-    this.chunk.push(event);
+    this.chunk.push(json);
     if (this.ruleVersion) this.chunkRuleVersions.push(this.ruleVersion(event));
     if (this.chunk.length >= CHUNK_SIZE) this.sendChunk();
     else if (!this.chunkScheduled) {
@@ -138,7 +140,7 @@ export class OtelSink {
   private sendChunk(): void {
     this.chunkScheduled = false;
     if (this.chunk.length === 0) return;
-    const message: ToWorker = { type: "events", count: this.chunk.length, eventsJson: JSON.stringify(this.chunk), observedAtMillis: Date.now() };
+    const message: ToWorker = { type: "events", count: this.chunk.length, eventsJson: `[${this.chunk.join(",")}]`, observedAtMillis: Date.now() };
     if (this.ruleVersion) message.ruleVersions = this.chunkRuleVersions;
     this.pendingBytes += message.eventsJson.length;
     this.chunk = [];
