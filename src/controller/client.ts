@@ -4,7 +4,10 @@
 // every auth method it knows works; the requests are plain node:https so that the informer
 // controls connection, timeout and retry behaviour itself.
 
+import { existsSync } from "node:fs";
 import { request, type RequestOptions } from "node:https";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 
 /** The API server answered with an error status (a `Status` object, usually). */
@@ -21,12 +24,18 @@ export class ApiError extends Error {
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
-/** KUBECONFIG (or ~/.kube/config) when there is one, else the in-cluster service account. */
+/** `kubeconfig`, else KUBECONFIG or ~/.kube/config when there is one, else the in-cluster service account. */
 export function loadKubeConfig(kubeconfig?: string): KubeConfig {
   const kc = new KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new Error("no Kubernetes cluster configured: set KUBECONFIG, or run in a pod with a service account");
+  else {
+    // With nothing configured, the library falls back to http://localhost:8080: an agent
+    // would retry that forever instead of saying what is missing.
+    const configured = process.env.KUBECONFIG || existsSync(join(homedir(), ".kube", "config")) || process.env.KUBERNETES_SERVICE_HOST;
+    if (!configured) throw new Error("no Kubernetes configuration: pass --kubeconfig, set KUBECONFIG, or run in a pod with a service account");
+    kc.loadFromDefault();
+  }
+  if (!kc.getCurrentCluster()) throw new Error("the Kubernetes configuration names no current cluster (current-context)");
   return kc;
 }
 
