@@ -4,10 +4,10 @@ import { spawn } from "node:child_process";
 // `<!-- <kind>: <name> -->` is run by a test as written. Its full-line `# ...` comments are
 // output the reader is promised, with `…` standing for anything.
 
-/** The ```sh blocks marked `<!-- kind: name -->`, in order. */
+/** The ```sh blocks marked `<!-- kind: name -->`, in order; indented ones (in a list) dedented. */
 export function markedBlocks(markdown: string, kind: string, name: string): string[] {
-  const marked = new RegExp(`<!-- ${kind}: ${name} -->\\n\`\`\`sh\\n([\\s\\S]*?)\`\`\``, "g");
-  return [...markdown.matchAll(marked)].map((m) => m[1]!);
+  const marked = new RegExp(`^( *)<!-- ${kind}: ${name} -->\\n\\1\`\`\`sh\\n([\\s\\S]*?)^\\1\`\`\``, "gm");
+  return [...markdown.matchAll(marked)].map((m) => m[2]!.split("\n").map((l) => l.slice(m[1]!.length)).join("\n"));
 }
 
 /** A block's commands: its lines without comments and blank lines. */
