@@ -294,15 +294,15 @@ describe("the chart, rendered by helm", () => {
     const defaults = await render({});
     expect(rules(defaults, "ClusterRole")).toEqual([
       "palisade.dev tracingpolicies,tracingpoliciesnamespaced: get,list,watch",
-      "palisade.dev tracingpolicies/status,tracingpoliciesnamespaced/status: get,update,patch",
-      "palisade.dev palisadenodes: get,list,watch,create,update,patch",
+      "palisade.dev tracingpolicies/status,tracingpoliciesnamespaced/status: patch",
+      "palisade.dev palisadenodes: list,watch,create,patch",
       " pods,namespaces: get,list,watch",
       " nodes: get",
       "apps replicasets: get",
       "batch jobs: get",
-      "wgpolicyk8s.io policyreports,clusterpolicyreports: get,list,create,update,patch,delete",
+      "wgpolicyk8s.io policyreports,clusterpolicyreports: get,list,create,patch",
     ]);
-    expect(rules(await render({ reports: { format: "openreports" } }), "ClusterRole").at(-1)).toBe("openreports.io reports,clusterreports: get,list,create,update,patch,delete");
+    expect(rules(await render({ reports: { format: "openreports" } }), "ClusterRole").at(-1)).toBe("openreports.io reports,clusterreports: get,list,create,patch");
     const role = only(defaults, "Role");
     expect(role.metadata.namespace).toBe(NAMESPACE);
     expect(rules(defaults, "Role")).toEqual(["coordination.k8s.io leases: get,list,watch,create,update,patch"]);
@@ -485,6 +485,9 @@ describe("the chart, judged by a real kube-apiserver", () => {
       expect(await can("watch", "tracingpolicies.palisade.dev")).toBe("yes");
       expect(await can("patch", "tracingpolicies.palisade.dev", "--subresource=status")).toBe("yes");
       expect(await can("update", "tracingpolicies.palisade.dev")).toBe("no"); // never the spec
+      expect(await can("patch", "tracingpolicies.palisade.dev")).toBe("no");
+      expect(await can("delete", "palisadenodes.palisade.dev")).toBe("no");
+      expect(await can("delete", "policyreports.wgpolicyk8s.io", "-n", "team-a")).toBe("no");
       expect(await can("delete", "tracingpoliciesnamespaced.palisade.dev", "-n", "team-a")).toBe("no");
       expect(await can("create", "palisadenodes.palisade.dev")).toBe("yes");
       expect(await can("list", "pods", "-A")).toBe("yes");
