@@ -114,7 +114,9 @@ export class Informer<T extends KubeObject> {
           this.resourceVersion = "";
           this.log(`resourceVersion expired (410 Gone); listing again`);
         } else {
-          this.log(`${(e as Error).message}; retrying`);
+          // A collection that is not served: for our policies, the CRDs are not installed.
+          const hint = e instanceof ApiError && e.status === 404 ? " (is its CustomResourceDefinition installed? Palisade's are in api/crds/ and the Helm chart)" : "";
+          this.log(`${(e as Error).message}${hint}; retrying`);
         }
         await this.backoff.wait(this.abort.signal);
       }

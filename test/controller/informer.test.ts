@@ -4,6 +4,7 @@
 // losing a change and without flooding the server. The apiserver runs without its watch
 // cache and compacts every second, so that an old resourceVersion is gone for sure.
 
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KubeClient, loadKubeConfig } from "../../src/controller/client.ts";
 import { Backoff, Informer, type ChangeType, type KubeObject } from "../../src/controller/informer.ts";
@@ -94,6 +95,22 @@ describe("Informer", () => {
       await informer.stop();
     }
   }, 120_000);
+});
+
+describe("Informer of a resource not served yet", () => {
+  it("says the CRD may be missing, backs off, and syncs once it is installed", async () => {
+    const log: string[] = [];
+    const informer = new Informer(client, { path: "/apis/palisade.dev/v1alpha1/tracingpolicies", onChange: () => {}, log: (line) => log.push(line) });
+    informer.start();
+    try {
+      await expect.poll(() => log.join("\n"), { timeout: 10_000 }).toMatch(/is its CustomResourceDefinition installed\?.*; retrying/);
+      await cluster.kubectl(["apply", "-f", join(import.meta.dirname, "..", "..", "api", "crds", "palisade.dev_tracingpolicies.yaml")]);
+      await informer.synced;
+      expect(informer.stats.failures).toBeLessThanOrEqual(6);
+    } finally {
+      await informer.stop();
+    }
+  }, 60_000);
 });
 
 describe("Backoff", () => {
