@@ -175,6 +175,9 @@ describe("palisade run --kubernetes", () => {
       observedGeneration: 1,
       conditions: expect.arrayContaining([expect.objectContaining({ type: "Ready", status: "True" })]),
     });
+    // What `kubectl get` shows: Mode, Ready, Nodes (enforcing), Age.
+    const table = (await cluster.kubectl(["get", "ptp", "no-forbidden-in-prod", "--no-headers"])).stdout.trim().split(/\s+/);
+    expect(table.slice(0, 4)).toEqual(["no-forbidden-in-prod", "enforce", "True", "1"]);
     await expect.poll(async () => {
       const reports = JSON.parse((await cluster.kubectl(["get", "policyreports", "-n", "shop", "-o", "json"])).stdout).items;
       return reports.reduce((n: number, r: { summary?: { fail?: number } }) => n + (r.summary?.fail ?? 0), 0);
