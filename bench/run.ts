@@ -2,6 +2,7 @@
 
 import { cpus } from "node:os";
 import { benchPolicyChange } from "./agent.ts";
+import { benchApply } from "./apply.ts";
 import { benchCompile } from "./compile.ts";
 import { benchKernel } from "./kernel.ts";
 import { benchKubeApply } from "./kube-apply.ts";
@@ -17,6 +18,8 @@ console.log("\n## Kernel cost per call\n");
 console.log(benchKernel({ log: (line) => console.error(line) }));
 console.log("\n## Policy change to enforcement\n");
 console.log(await benchPolicyChange());
+console.log("\nThe enforcer's share (bench/apply.ts):\n");
+console.log(benchApply());
 console.log("\n## Kubernetes: kubectl apply to enforcement\n");
 console.log(await benchKubeApply());
 console.log("\n## Kubernetes: policy status at scale\n");
