@@ -52,6 +52,16 @@ describe("PolicyReconciler", () => {
     expect(r.states().find((s) => s.name === "other")).toMatchObject({ generation: 2, state: "Enforcing" });
   });
 
+  it("names a schema error by its field path (an object written before a schema change)", () => {
+    const r = new PolicyReconciler();
+    const p = object("old", 'process.binary == "/bin/a"');
+    (p.spec as { rules: { action: string }[] }).rules[0]!.action = "explode";
+    r.upsert(p);
+    const result = r.reconcile(accept);
+    expect(result.failed[0]?.message).toBe('spec.rules[0].action: invalid value "explode", expected one of: deny, kill, audit');
+    expect(r.states()[0]).toMatchObject({ state: "Failed", reason: "CompileError" });
+  });
+
   it("ignores writes that are not a new generation (status, labels)", () => {
     const r = new PolicyReconciler();
     const p = object("p", 'process.binary == "/bin/a"');
