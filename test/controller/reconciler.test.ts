@@ -99,6 +99,19 @@ describe("PolicyReconciler", () => {
     expect(result.failed[0]?.message).toMatch(/^spec\.rules\[0\]\.action: hook process\.exec cannot deny on this kernel/);
   });
 
+  it("fails the round's objects, and keeps the plan in force, when only the combination is refused (a kernel limit)", () => {
+    const r = new PolicyReconciler({ limits: { maxSlots: 1 } });
+    r.upsert(object("a", 'process.binary == "/bin/a"'));
+    r.reconcile(accept);
+    const before = r.plan;
+    r.upsert(object("b", 'process.binary == "/bin/b"'));
+    const result = r.reconcile(accept);
+    expect(result.plan).toBeUndefined();
+    expect(r.plan).toBe(before);
+    expect(result.failed).toEqual([{ key: "TracingPolicy/b", message: expect.stringMatching(/^TracingPolicy\/\w: spec\.rules\[0\]: hook process\.exec has 2 rule alternatives/) }]);
+    expect(r.states().map((s) => [s.name, s.state])).toEqual([["a", "Enforcing"], ["b", "Failed"]]);
+  });
+
   it("says which rules this node cannot see", () => {
     const r = new PolicyReconciler({ enforceable: (hook) => hook !== "file.open" });
     const p = object("files", 'file.path == "/etc/shadow"');
