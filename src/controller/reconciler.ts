@@ -4,7 +4,8 @@
 // Each object is all-or-nothing, like a file in the directory source: an object that does
 // not validate or compile alone keeps its last good generation in force (none, if it never
 // had one) and is Failed with the reason; the others still update. A round whose objects
-// only fail together (a kernel limit) keeps the plan in force and fails that round's objects.
+// only fail together (a kernel limit) keeps the plan in force and fails that round's objects;
+// they are tried again with the next change (a deletion may have made room).
 
 import type { Diagnostic } from "../diagnostics.ts";
 import { compile, type CompileOptions } from "../compiler/index.ts";
@@ -43,6 +44,8 @@ export class PolicyReconciler {
   private readonly options: ReconcilerOptions;
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Set<string>();
+  /** Refused only in combination with the others: tried again with the next change. */
+  private readonly blocked = new Set<string>();
   private current: KernelPlan | undefined;
 
   constructor(options: ReconcilerOptions = {}) {
@@ -87,8 +90,9 @@ export class PolicyReconciler {
 
   /** Validates and compiles what changed; `accept` puts a new plan in force (and throws if it cannot). */
   reconcile(accept: (plan: KernelPlan) => void): ReconcileResult {
-    const round = [...this.pending];
+    const round = [...new Set([...this.pending, ...[...this.blocked].filter((k) => this.entries.has(k))])];
     this.pending.clear();
+    this.blocked.clear();
     const failed: ReconcileResult["failed"] = [];
     const wanted = new Map<string, Policy | undefined>();
     for (const key of round) {
@@ -115,7 +119,10 @@ export class PolicyReconciler {
     if (!plan) {
       // Only the combination fails: what was in force stays, this round's objects fail.
       const message = diagnostics.map((d) => `${d.file}: ${this.render(d)}`).join("; ");
-      for (const key of wanted.keys()) this.fail(key, "CompileError", message, failed);
+      for (const key of wanted.keys()) {
+        this.fail(key, "CompileError", message, failed);
+        if (!this.entries.get(key)!.deleted) this.blocked.add(key);
+      }
       this.settleDeletions(wanted, false);
       return { reconciled: round, failed, retry: false };
     }

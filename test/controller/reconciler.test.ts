@@ -110,6 +110,10 @@ describe("PolicyReconciler", () => {
     expect(r.plan).toBe(before);
     expect(result.failed).toEqual([{ key: "TracingPolicy/b", message: expect.stringMatching(/^TracingPolicy\/\w: spec\.rules\[0\]: hook process\.exec has 2 rule alternatives/) }]);
     expect(r.states().map((s) => [s.name, s.state])).toEqual([["a", "Enforcing"], ["b", "Failed"]]);
+    // Once there is room again, the refused object gets in without being edited.
+    r.remove(object("a", "", { uid: "unused" }));
+    expect(names(r.reconcile(accept).plan)).toEqual(["b"]);
+    expect(r.states()).toMatchObject([{ name: "b", state: "Enforcing" }]);
   });
 
   it("says which rules this node cannot see", () => {
