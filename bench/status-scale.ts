@@ -197,7 +197,7 @@ export async function benchStatusScale(nodeCount = 200, policyCount = 1000, opti
       `${nodeCount} simulated nodes (NodeStatePublishers), ${policyCount} TracingPolicies, one aggregator, kube-apiserver ${cluster.binaries.kubeVersion} on the same 2-core machine.`,
       `A PalisadeNode with ${policyCount} policies is ${(objectBytes / 1024).toFixed(1)} KiB of JSON. Initial aggregation (aggregator start to all ${policyCount} policies Ready on ${nodeCount} nodes): ${initialSeconds.toFixed(1)} s.`,
       "",
-      "| change | trials | ready p50 (ms) | ready p99 (ms) | last node reported p50 (ms) |",
+      "| change | trials | ready p50 (ms) | ready p99 (ms) | last node published p50 (ms) |",
       "|---|---:|---:|---:|---:|",
       `| one policy edited | ${single.length} | ${percentile(singleReady, 50).toFixed(0)} | ${percentile(singleReady, 99).toFixed(0)} | ${percentile(singleReported, 50).toFixed(0)} |`,
       `| ${bulkLatencies.length} policies edited at once | ${bulkLatencies.length} | ${percentile(bulkReady, 50).toFixed(0)} | ${percentile(bulkReady, 99).toFixed(0)} | all Ready after ${bulkSeconds.toFixed(1)} s |`,

@@ -17,8 +17,8 @@ const FIELD_MANAGER = "palisade-status-aggregator";
 export const DEFAULT_LEASE_NAME = "palisade-status-aggregator";
 /** Collects a burst of node reports into one recomputation. */
 const FLUSH_DELAY_MILLIS = 100;
-/** A status whose only change is a count is rewritten at most this often per policy. */
-const COUNT_ONLY_INTERVAL_MILLIS = 1000;
+/** A status whose only change is a count (a rollout's progress) is rewritten at most this often per policy. */
+const COUNT_ONLY_INTERVAL_MILLIS = 5000;
 const LIVENESS_CHECK_MILLIS = 2000;
 const WRITE_CONCURRENCY = 4;
 
@@ -98,7 +98,9 @@ class AggregationRun {
   private readonly paths = new Map<string, string>();
   /** Heartbeat renewTimes seen, so later renewals are timed on our clock (skew-proof). */
   private readonly renewTimes = new Map<string, string>();
-  private readonly queue = new Set<string>();
+  /** Statuses to write: condition flips and new generations first, then progress counts. */
+  private readonly urgent = new Set<string>();
+  private readonly routine = new Set<string>();
   private readonly deferred = new Map<string, number>();
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly livenessTimer: NodeJS.Timeout;
@@ -200,7 +202,8 @@ class AggregationRun {
   private removePolicy(uid: string) {
     this.aggregation.removePolicy(uid);
     for (const map of [this.stored, this.written, this.lastWrite, this.paths, this.deferred]) map.delete(uid);
-    this.queue.delete(uid);
+    this.urgent.delete(uid);
+    this.routine.delete(uid);
   }
 
   private schedule(delay = FLUSH_DELAY_MILLIS) {
@@ -224,14 +227,16 @@ class AggregationRun {
       const before = this.written.get(uid) ?? this.stored.get(uid);
       const status = this.aggregation.statusOf(uid, before);
       if (!status || sameStatus(status, before)) continue;
-      const due = (this.lastWrite.get(uid) ?? 0) + COUNT_ONLY_INTERVAL_MILLIS;
-      if (due > now && !significantChange(before, status)) {
-        this.deferred.set(uid, due);
+      if (significantChange(before, status)) {
+        this.routine.delete(uid);
+        this.urgent.add(uid);
         continue;
       }
-      this.queue.add(uid);
+      const due = (this.lastWrite.get(uid) ?? 0) + COUNT_ONLY_INTERVAL_MILLIS;
+      if (due > now) this.deferred.set(uid, due);
+      else if (!this.urgent.has(uid)) this.routine.add(uid);
     }
-    while (this.workers < WRITE_CONCURRENCY && this.queue.size > 0) {
+    while (this.workers < WRITE_CONCURRENCY && this.urgent.size + this.routine.size > 0) {
       this.workers++;
       const worker = this.writeQueued().finally(() => {
         this.workers--;
@@ -243,11 +248,12 @@ class AggregationRun {
   }
 
   private async writeQueued() {
-    while (!this.stopped && this.queue.size > 0) {
+    while (!this.stopped && this.urgent.size + this.routine.size > 0) {
       await this.takeToken();
-      const uid = this.queue.values().next().value;
+      const queue = this.urgent.size > 0 ? this.urgent : this.routine;
+      const uid = queue.values().next().value;
       if (uid === undefined || this.stopped) return;
-      this.queue.delete(uid);
+      queue.delete(uid);
       // Computed now, not when queued: the latest reports win.
       const before = this.written.get(uid) ?? this.stored.get(uid);
       const status = this.aggregation.statusOf(uid, before);

@@ -2,7 +2,7 @@
 // renews this node's heartbeat Lease. A burst of reconciles becomes at most one write in
 // flight with the latest state winning; an unchanged state is never rewritten; errors back
 // off. The heartbeat is a separate ~300-byte Lease (as kubelets do with kube-node-lease) so
-// that liveness never rewrites, or re-sends to the aggregator, the node's 50 KB state.
+// that liveness never rewrites, or re-sends to the aggregator, the node's state.
 
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { NodeState } from "../node-state.ts";
