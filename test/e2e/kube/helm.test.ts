@@ -102,9 +102,14 @@ function run(command: string, args: string[], options: { input?: string; env?: R
   });
 }
 
+// The image a user builds and pushes (the chart has no default: none is published).
+const IMAGE_REPOSITORY = "registry.example.com/security/palisade";
+
+/** A values file: `values`, with IMAGE_REPOSITORY unless they name an image repository. */
 function valuesFile(values: Record<string, unknown>): string {
   const file = join(mkdtempSync(join(scratch, "values-")), "values.yaml");
-  writeFileSync(file, JSON.stringify(values)); // JSON is YAML
+  const image = (values.image ?? {}) as Record<string, unknown>;
+  writeFileSync(file, JSON.stringify({ ...values, image: { repository: IMAGE_REPOSITORY, ...image } })); // JSON is YAML
   return file;
 }
 
@@ -171,6 +176,12 @@ describe("the chart, rendered by helm", () => {
     ["a digest that is not sha256", { image: { digest: "latest" } }, "at '/image/digest'"],
   ])("refuses %s", async (_name, values, message) => {
     await expect(render(values)).rejects.toThrow(message);
+  });
+
+  it("refuses to render without an image repository, saying why", async () => {
+    const result = await run(helm, ["template", RELEASE, CHART, "-n", NAMESPACE]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("image.repository is required: no Palisade image is published; build one from the Dockerfile and push it (docs/installation.md)");
   });
 
   it("refuses a ServiceMonitor without metrics, and a headers secret without its key", async () => {
@@ -468,13 +479,13 @@ describe("the chart, judged by a real kube-apiserver", () => {
       // docs do): Helm refuses to take over objects it does not own, until they carry the
       // release's ownership metadata (the adoption step of docs/installation.md).
       await cluster.kubectl(["apply", "-f", join(ROOT, "api", "crds")]);
-      const refused = await run(helm, ["install", RELEASE, CHART, "-n", ns], { env: helmEnv() });
+      const refused = await run(helm, ["install", RELEASE, CHART, "-n", ns, "--set", `image.repository=${IMAGE_REPOSITORY}`], { env: helmEnv() });
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toMatch(/exists and cannot be imported into the current release: invalid ownership metadata/);
       const crdRefs = installed().map((c) => `crd/${c}`);
       await cluster.kubectl(["label", "--overwrite", ...crdRefs, "app.kubernetes.io/managed-by=Helm"]);
       await cluster.kubectl(["annotate", "--overwrite", ...crdRefs, `meta.helm.sh/release-name=${RELEASE}`, `meta.helm.sh/release-namespace=${ns}`]);
-      await helmRun(["install", RELEASE, CHART, "-n", ns]);
+      await helmRun(["install", RELEASE, CHART, "-n", ns, "--set", `image.repository=${IMAGE_REPOSITORY}`]);
       expect((await cluster.kubectl(["get", "daemonset", FULLNAME, "-n", ns, "-o", "name"])).stdout.trim()).toBe(`daemonset.apps/${FULLNAME}`);
       await cluster.kubectl(["wait", "--for=condition=Established", "--timeout=30s", ...crdRefs]);
     });
@@ -589,7 +600,7 @@ describe("the chart, judged by a real kube-apiserver", () => {
       cpSync(CHART, changed, { recursive: true });
       const crdFile = join(changed, "files", "crds", "palisade.dev_tracingpolicies.yaml");
       writeFileSync(crdFile, readFileSync(crdFile, "utf8").replace("A runtime security policy whose rules", "(v2) A runtime security policy whose rules"));
-      await helmRun(["upgrade", RELEASE, changed, "-n", ns]);
+      await helmRun(["upgrade", RELEASE, changed, "-n", ns, "--reuse-values"]);
       const live = JSON.parse((await cluster.kubectl(["get", "crd", "tracingpolicies.palisade.dev", "-o", "json"])).stdout);
       expect(live.spec.versions[0].schema.openAPIV3Schema.description).toMatch(/^\(v2\) /);
       expect(live.metadata.annotations["meta.helm.sh/release-name"]).toBe(RELEASE);
