@@ -165,10 +165,13 @@ const KERNEL_TESTED = ["cloud-metadata", "container-shells", "crypto-miners", "l
 describe("the policy library", () => {
   const files = readdirSync(LIBRARY).filter((f) => f.endsWith(".yaml") && !f.endsWith(".test.yaml"));
 
-  it("has a kernel test here and a passing PolicyTest for every policy", () => {
+  it("has a kernel test here, a passing PolicyTest and documentation for every policy", () => {
     expect(files.map((f) => f.replace(/\.yaml$/, "")).sort()).toEqual(KERNEL_TESTED);
     const all = readdirSync(LIBRARY);
     for (const f of files) expect(all).toContain(f.replace(/\.yaml$/, ".test.yaml"));
+    // ... and a section in docs/policies.md (what it does, false positives, tuning).
+    const doc = readFileSync(join(ROOT, "docs", "policies.md"), "utf8");
+    for (const name of KERNEL_TESTED) expect(doc).toContain(`### ${name}\n`);
     const result = palisade(["test", "policies"]);
     expect(result.stdout).toContain(`${files.length} of ${files.length} policy tests passed`);
     expect(result.code).toBe(0);
