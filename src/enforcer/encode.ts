@@ -77,26 +77,27 @@ const MAX_WORKLOAD_ENTRIES = 32768;
  * reused for another value while the generation is active (a program may hold the id).
  */
 export class WorkloadClasses {
-  private readonly ids: Map<string, number> = new Map();
+  private readonly ids: Map<string, number>;
   private next: number;
+  /** Class ids the plan itself uses (0 to this, exclusive). */
   private readonly planClasses: number;
 
-  constructor(plan: KernelPlan | WorkloadClasses) {
-    if (plan instanceof WorkloadClasses) {
-      this.ids = new Map(plan.ids);
-      this.planClasses = plan.planClasses;
-      this.next = plan.next;
-      return;
-    }
+  private constructor(planClasses: number, ids: Map<string, number>, next: number) {
+    this.planClasses = planClasses;
+    this.ids = ids;
+    this.next = next;
+  }
+
+  /** None allocated yet, for a generation holding `plan`. */
+  static forPlan(plan: KernelPlan): WorkloadClasses {
     let max = -1;
     for (const hook of plan.hooks) for (const dim of hook.dimensions) for (const c of dim.classes) max = Math.max(max, c.id);
-    this.planClasses = max + 1;
-    this.next = max + 1;
+    return new WorkloadClasses(max + 1, new Map(), max + 1);
   }
 
   /** A copy to allocate into, kept only once what it allocated is written. */
   clone(): WorkloadClasses {
-    return new WorkloadClasses(this);
+    return new WorkloadClasses(this.planClasses, new Map(this.ids), this.next);
   }
 
   /** The id of a class value; a new one is added to `fresh`, to be written before any entry names it. */
@@ -185,7 +186,7 @@ export function encodeGeneration(plan: KernelPlan, gen: 0 | 1, capabilities?: Ca
     inodes: new Records(INODE_KEY_SIZE, ALIAS_SIZE),
     aliases: new Map(),
     workloads: new Records(WORKLOAD_KEY_SIZE, 4),
-    workloadClasses: new WorkloadClasses(plan),
+    workloadClasses: WorkloadClasses.forPlan(plan),
   };
   const seenClasses = new Set<number>();
   for (const hook of plan.hooks) encodeHook(hook, gen, capabilities?.[hook.hook], image, seenClasses);

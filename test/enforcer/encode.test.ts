@@ -75,7 +75,7 @@ describe("encoder: generation images decide like the reference evaluator", () =>
       makePolicy({ name: "prod", kind: "TracingPolicyNamespaced", namespace: "prod", rules: [{ name: "r", hook: "process.exec", match: 'process.binary == "/bin/sh"', action: "kill" }] }),
       makePolicy({ name: "api", selector: { podSelector: { matchLabels: { app: "api" } } }, rules: [{ name: "s", hook: "process.exec", match: 'process.binary == "/bin/nc"', action: "kill" }] }),
     ]);
-    const table = new WorkloadClasses(plan!);
+    const table = WorkloadClasses.forPlan(plan!);
     const fresh = new Records(4, CLASS_SIZE);
     const pods = new Map<bigint, Workload>([
       [1n, { namespace: "prod", pod: "a", labels: { app: "api" } }],
@@ -98,7 +98,7 @@ describe("encoder: generation images decide like the reference evaluator", () =>
 
     const tooMany = structuredClone(plan!);
     tooMany.hooks[0]!.dimensions.forEach((d) => d.classes.push({ id: MAX_CLASSES - 2, singles: [], bits: [] }));
-    expect(() => encodeWorkloads(tooMany, 0, pods, new WorkloadClasses(tooMany), new Records(4, CLASS_SIZE))).toThrow(/more classes than the kernel holds/);
+    expect(() => encodeWorkloads(tooMany, 0, pods, WorkloadClasses.forPlan(tooMany), new Records(4, CLASS_SIZE))).toThrow(/more classes than the kernel holds/);
   });
 
   it("an unresolved path takes the unknown class: enforcing rules on that path hold, others do not", () => {
