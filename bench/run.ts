@@ -8,6 +8,7 @@ import { benchKernel } from "./kernel.ts";
 import { benchKubeApply } from "./kube-apply.ts";
 import { benchOtel } from "./otel.ts";
 import { benchOtelCost } from "./otel-cost.ts";
+import { benchOtelAgent } from "./otel-agent.ts";
 import { benchReports } from "./reports.ts";
 import { benchStatusScale } from "./status-scale.ts";
 
@@ -30,3 +31,5 @@ console.log("\n## OpenTelemetry export\n");
 console.log(benchOtel());
 console.log("\n## OpenTelemetry export: CPU per event, stage by stage\n");
 console.log(benchOtelCost());
+console.log("\n## OpenTelemetry export: the whole agent, ring buffer to collector\n");
+console.log(await benchOtelAgent());
