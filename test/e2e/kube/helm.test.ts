@@ -4,7 +4,8 @@
 // least-privilege RBAC), server-side dry runs of every rendered object, and a real
 // `helm install`, `upgrade` and `uninstall` (CRDs upgraded with the release, kept after).
 // The agent's own Kubernetes code (informers, status plane, reports) runs with the chart's
-// service account token, so an RBAC rule the code needs and the chart lacks fails here.
+// service account token, so an RBAC rule the code needs and the chart lacks fails here; and
+// the DaemonSet's rendered command line and env run as a process (loads BPF: needs root).
 
 import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -594,6 +595,60 @@ describe("the chart, judged by a real kube-apiserver", () => {
         await aggregator.stop();
       }
     }, 120_000);
+
+    it("runs the DaemonSet's own command line (args and env as rendered) as its service account: the policy turns Ready", async () => {
+      // The agent container, started as the kubelet would start it, without the container:
+      // the rendered args and env (fieldRefs resolved), the service account's token in place
+      // of the in-cluster config. Shared-host safety (other tests run agents too): our own
+      // pin directory, metrics port and observe socket, appended (the last flag wins), and
+      // only an audit rule, on a binary nothing runs.
+      const [container] = only(await render({}), "DaemonSet").spec.template.spec.containers;
+      const node = "node-ds";
+      const work = mkdtempSync(join(scratch, "agent-"));
+      const pinDir = `/sys/fs/bpf/palisade-test-d1-${process.pid}`;
+      const token = (await cluster.kubectl(["-n", ns, "create", "token", FULLNAME, "--duration=1h"])).stdout.trim();
+      const kubeconfig = join(work, "kubeconfig");
+      writeFileSync(kubeconfig, JSON.stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "c", cluster: { server: cluster.server, "certificate-authority": cluster.caFile } }],
+        users: [{ name: "agent", user: { token } }],
+        contexts: [{ name: "agent", context: { cluster: "c", user: "agent" } }],
+        "current-context": "agent",
+      }));
+      const fieldRefs: Record<string, string> = { "spec.nodeName": node, "metadata.namespace": ns };
+      const env: Record<string, string> = { KUBECONFIG: kubeconfig };
+      for (const e of container.env as { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }[]) {
+        env[e.name] = e.value ?? fieldRefs[e.valueFrom!.fieldRef.fieldPath]!;
+      }
+      await cluster.kubectl(["apply", "-f", "-"], {
+        input: JSON.stringify({ apiVersion: "palisade.dev/v1alpha1", kind: "TracingPolicy", metadata: { name: "ds-audit" }, spec: { rules: [{ name: "r", hook: "process.exec", match: 'process.binary == "/nonexistent/palisade-helm-test"', action: "audit" }] } }),
+      });
+      const args = [...container.args, `--pin-dir=${pinDir}`, "--metrics-address=127.0.0.1:0", `--observe-socket=${join(work, "observe.sock")}`];
+      const agent = spawn(join(ROOT, "bin", "palisade"), args, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+      let log = "";
+      agent.stderr.setEncoding("utf8").on("data", (d: string) => (log += d));
+      try {
+        const deadline = Date.now() + 90_000;
+        let ready: { status?: string; message?: string } | undefined;
+        while (ready?.status !== "True") {
+          if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`the policy never turned Ready; agent log:\n${log}`);
+          await new Promise((resolve) => setTimeout(resolve, 250));
+          const { status } = JSON.parse((await cluster.kubectl(["get", "tracingpolicy", "ds-audit", "-o", "json"])).stdout);
+          ready = status?.conditions?.find((c: { type: string }) => c.type === "Ready");
+        }
+        expect(log).toMatch(new RegExp(`enforcing plan [0-9a-f]{12}: .* on node ${node}`));
+        expect(log).not.toMatch(/forbidden/i);
+        expect((await cluster.kubectl(["get", "palisadenode", node, "-o", "name"])).stdout.trim()).toBe(`palisadenode.palisade.dev/${node}`);
+      } finally {
+        const exited = new Promise((resolve) => (agent.exitCode !== null ? resolve(undefined) : agent.once("exit", resolve)));
+        agent.kill("SIGTERM");
+        await exited;
+        // --keep-attached (the chart's default) left the programs pinned: remove ours.
+        rmSync(pinDir, { recursive: true, force: true });
+        await cluster.kubectl(["delete", "tracingpolicy", "ds-audit"]);
+      }
+    }, 180_000);
 
     it("upgrades a changed CRD with the release (Helm never upgrades a chart's crds/ directory)", async () => {
       const changed = join(scratch, "chart-v2");
