@@ -18,6 +18,7 @@ import { KubeClient } from "../../../src/controller/client.ts";
 import { Informer } from "../../../src/controller/informer.ts";
 import { PolicyReporter } from "../../../src/controller/reports/index.ts";
 import { NodeStatePublisher, startStatusAggregator } from "../../../src/controller/status/index.ts";
+import { otlpLogsConfigFromEnv } from "../../../src/sinks/otel-config.ts";
 import { ensureBinaries, startCluster, type Binaries, type Cluster } from "./cluster.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -272,6 +273,29 @@ describe("the chart, rendered by helm", () => {
     expect(service.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
     expect(only(objects, "DaemonSet").spec.template.metadata.labels).toMatchObject(service.spec.selector);
     expect(service.spec.clusterIP).toBe("None");
+  });
+
+  it("renders OTel variables that the agent's own parser accepts, meaning what the values say", async () => {
+    const envOf = async (values: Record<string, unknown>, secrets: Record<string, string> = {}) => {
+      const [agent] = only(await render(values), "DaemonSet").spec.template.spec.containers;
+      const env: Record<string, string> = {};
+      for (const e of agent.env as { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[]) {
+        if (e.value !== undefined) env[e.name] = e.value;
+        else if (e.valueFrom?.secretKeyRef) env[e.name] = secrets[`${e.valueFrom.secretKeyRef.name}/${e.valueFrom.secretKeyRef.key}`]!;
+      }
+      return env;
+    };
+    const grpc = await envOf(VALUES_SETS["otel, events file and ServiceMonitor"]!, { "otlp-auth/headers": "authorization=Bearer%20abc" });
+    expect(otlpLogsConfigFromEnv(grpc)).toEqual({
+      protocol: "grpc",
+      url: "http://otel-collector.observability:4317/",
+      headers: { authorization: "Bearer abc" },
+      timeoutMillis: 5000,
+      compression: "gzip",
+    });
+    const http = await envOf({ otel: { endpoint: "https://collector.example.com:4318", headers: "x-tenant=sec" } });
+    expect(otlpLogsConfigFromEnv(http)).toMatchObject({ protocol: "http/protobuf", url: "https://collector.example.com:4318/v1/logs", headers: { "x-tenant": "sec" } });
+    expect(otlpLogsConfigFromEnv(await envOf({}))).toBeUndefined(); // no endpoint: the sink is off
   });
 
   it("without privileged: drops everything but the listed capabilities, and cannot use Bidirectional propagation", async () => {
