@@ -25,6 +25,8 @@ export interface ObserveServerOptions {
   bufferMaxAgeMillis?: number;
   /** Unsent bytes per client beyond which its events are dropped (default 1 MiB). */
   clientQueueBytes?: number;
+  /** A client that has not sent its request line by then is disconnected (default 10 s). */
+  requestTimeoutMillis?: number;
 }
 
 interface Buffered {
@@ -104,6 +106,7 @@ export class ObserveServer {
   private readonly node: string;
   private readonly recent: RecentEvents;
   private readonly clientQueueBytes: number;
+  private readonly requestTimeoutMillis: number;
   private readonly clients = new Set<Client>();
   private server: Server | undefined;
   private seq = 0;
@@ -113,6 +116,7 @@ export class ObserveServer {
     this.node = options.node;
     this.recent = new RecentEvents(options.bufferEvents ?? 10_000, options.bufferBytes ?? 16 * 2 ** 20, options.bufferMaxAgeMillis ?? 3_600_000);
     this.clientQueueBytes = options.clientQueueBytes ?? 2 ** 20;
+    this.requestTimeoutMillis = options.requestTimeoutMillis ?? 10_000;
   }
 
   get clientCount(): number {
@@ -181,6 +185,8 @@ export class ObserveServer {
       }
     });
     let request = "";
+    const silent = setTimeout(() => socket.destroy(), this.requestTimeoutMillis);
+    socket.once("close", () => clearTimeout(silent));
     const onData = (chunk: Buffer) => {
       request += chunk.toString("utf8");
       const end = request.indexOf("\n");
@@ -189,6 +195,7 @@ export class ObserveServer {
         return;
       }
       socket.off("data", onData);
+      clearTimeout(silent);
       let parsed: ObserveRequest;
       try {
         parsed = JSON.parse(request.slice(0, end)) as ObserveRequest;

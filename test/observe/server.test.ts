@@ -78,6 +78,13 @@ describe("ObserveServer", () => {
     expect(pids(await receive(s, { sinceMillis: 60_000 }, 2))).toEqual([2]);
   });
 
+  it("disconnects a client that never sends its request", async () => {
+    const s = await start({ requestTimeoutMillis: 100 });
+    const socket = connect(s.path);
+    await new Promise((resolve) => socket.once("close", resolve));
+    expect(s.clientCount).toBe(0);
+  });
+
   it("refuses a path another live server holds", async () => {
     const first = await start();
     const second = new ObserveServer({ path: first.path, node: "n1" });
