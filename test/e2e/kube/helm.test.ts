@@ -157,6 +157,11 @@ describe("the chart, rendered by helm", () => {
     }
   });
 
+  it("deploys the version package.json declares (the image tag defaults to the chart's appVersion)", () => {
+    const chart = parseYaml(readFileSync(join(CHART, "Chart.yaml"), "utf8")) as { appVersion: string };
+    expect(chart.appVersion).toBe((JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version);
+  });
+
   it.each(Object.entries(VALUES_SETS))("passes helm lint --strict with values: %s", async (_name, values) => {
     const result = await run(helm, ["lint", "--strict", CHART, "-n", NAMESPACE, "-f", valuesFile(values)]);
     expect(result.stderr + result.stdout).toContain("1 chart(s) linted, 0 chart(s) failed");
