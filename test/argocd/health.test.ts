@@ -159,6 +159,16 @@ describe("docs/gitops.md", () => {
     expect(exclusions.flatMap((e: { kinds: string[] }) => e.kinds)).toEqual(["PolicyReport", "ClusterPolicyReport", "Report", "ClusterReport", "PalisadeNode"]);
   });
 
+  it("gives CI commands that pass on a policies directory (this repository's library)", () => {
+    const block = /```sh\n(bin\/palisade validate[\s\S]*?)```/.exec(doc)?.[1];
+    expect(block).toBeDefined();
+    const result = spawnSync("bash", ["-euo", "pipefail", "-c", block!], { cwd: ROOT, encoding: "utf8" });
+    expect(result.stderr).toBe("");
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(/^valid: \d+ policies/m);
+    expect(result.stdout).toMatch(/^(\d+) of \1 policy tests passed$/m);
+  });
+
   it("installs the health check with its kubectl patch command, keeping argocd-cm's other keys (real API server)", async () => {
     const command = /^kubectl -n argocd patch configmap argocd-cm .*$/m.exec(doc)?.[0];
     expect(command).toBeDefined();
