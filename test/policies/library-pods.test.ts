@@ -127,7 +127,7 @@ beforeAll(async () => {
     "--pin-dir", PIN_DIR, "--events-file", eventsFile, "--no-metrics", "--no-observe",
   ], { stdio: ["ignore", "ignore", "pipe"] });
   agent.stderr!.setEncoding("utf8").on("data", (d: string) => (log += d));
-  await waitForLog(/enforcing plan [0-9a-f]{12}: 3 policies, 3 rules/);
+  await waitForLog(/enforcing plan [0-9a-f]{12}: 3 policies,/);
 }, 240_000);
 
 afterAll(async () => {
@@ -175,7 +175,7 @@ describe("the library's pod-scoped policies, as shipped, in pods", () => {
   it("container-shells: a shell in a pod is killed, the host's shells run", async () => {
     const mark = log.length;
     await applyLibrary("container-shells");
-    await expect.poll(() => /enforcing plan [0-9a-f]{12}: 4 policies, 4 rules/.test(log.slice(mark)), { timeout: 30_000 }).toBe(true);
+    await expect.poll(() => /enforcing plan [0-9a-f]{12}: 4 policies,/.test(log.slice(mark)), { timeout: 30_000 }).toBe(true);
     const inPod = runIn(pods.restricted, ["/bin/sh", "-c", "echo ran"]);
     expect(inPod.signal).toBe("SIGKILL");
     expect(inPod.stdout).toBe("");

@@ -197,6 +197,18 @@ describe("container-shells (host variant)", () => {
     expectStopped(result, event);
   });
 
+  it("reports busybox's shell, known only by its argv[0], without killing it", async () => {
+    const busybox = harmless("busybox", "/usr/bin/busybox");
+    const shell = spawnSync(busybox, ["-c", "echo ran"], { argv0: "sh", encoding: "utf8", gid: TEST_GID, timeout: 10_000 });
+    expect(shell.stdout).toBe("ran\n");
+    const [event] = await agent().eventsOf(shell.pid);
+    expect(event).toMatchObject({ hook: "process.exec", action: "audited", policy: "container-shells", rule: "busybox-shell", process: { args: ["sh", "-c", "echo ran"] } });
+    const applet = spawnSync(busybox, ["/"], { argv0: "ls", encoding: "utf8", gid: TEST_GID, timeout: 10_000 });
+    expect(applet.status).toBe(0);
+    await agent().eventsOf(run("/bin/bash", ["-c", "true"], TEST_GID).pid);
+    expect(agent().events().filter((e) => e.process.pid === applet.pid)).toEqual([]);
+  });
+
   it("lets other programs run", async () => {
     const other = run("/usr/bin/id", ["-u"], TEST_GID);
     expect(other.status).toBe(0);
