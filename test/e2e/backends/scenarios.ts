@@ -18,14 +18,14 @@
 
 import { spawnSync } from "node:child_process";
 import {
-  chmodSync, closeSync, copyFileSync, ftruncateSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, realpathSync, symlinkSync,
-  writeFileSync, writeSync,
+  chmodSync, closeSync, copyFileSync, ftruncateSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, realpathSync, statSync,
+  symlinkSync, writeFileSync, writeSync,
 } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compile, type Capabilities } from "../../../src/compiler/index.ts";
-import { Enforcer, type Backend, type EnforcerEvent } from "../../../src/enforcer/index.ts";
+import { Enforcer, type Backend, type EnforcerEvent, type Workload } from "../../../src/enforcer/index.ts";
 import type { KernelPlan } from "../../../src/plan/types.ts";
 import type { Hook } from "../../../src/policy/model.ts";
 import { makePolicy, type PolicySpec, type RuleSpec } from "../../support/policies.ts";
@@ -122,6 +122,16 @@ symlinkSync(`${d}/denied-echo`, `${d}/link-echo`);
 linkSync(`${d}/denied-echo`, `${d}/sub/hard-echo`);
 symlinkSync(`${d}/secret.txt`, `${d}/sub/innocent`);
 linkSync(`${d}/secret.txt`, `${d}/sub/hard-link.txt`);
+copyFileSync("/bin/echo", `${d}/pod-echo`);
+
+// Workloads: two pod cgroups (the guest's own cgroup v2 hierarchy), each with a container
+// child; only the pods are classified, as the Kubernetes controller does.
+const POD_IN = "/sys/fs/cgroup/palisade-pod-in", POD_OUT = "/sys/fs/cgroup/palisade-pod-out";
+for (const pod of [POD_IN, POD_OUT]) mkdirSync(`${pod}/main`, { recursive: true });
+const WORKLOADS = new Map<bigint, Workload>([
+  [statSync(POD_IN, { bigint: true }).ino, { namespace: "prod", pod: "pod-in", podUid: "uid-in", container: "main" }],
+  [statSync(POD_OUT, { bigint: true }).ino, { namespace: "dev", pod: "pod-out", podUid: "uid-out" }],
+]);
 
 // The guest starts with its loopback interface down.
 spawnSync("ip", ["link", "set", "lo", "up"]);
@@ -168,6 +178,7 @@ const SPECS: Spec[] = [
     rules: [
       { name: "no-denied-echo", hook: "process.exec", match: `process.binary == "${d}/denied-echo"`, action: "deny", fallback: "kill", severity: "high" },
       { name: "kill-echo", hook: "process.exec", match: `process.binary == "${d}/killed-echo"`, action: "kill", severity: "critical" },
+      { name: "no-pod-echo", hook: "process.exec", match: `process.binary == "${d}/pod-echo" && k8s.namespace == "prod"`, action: "deny", fallback: "kill" },
       { name: "no-script", hook: "process.exec", match: `process.binary == "${d}/denied.sh"`, action: "deny", fallback: "kill" },
       { name: "no-secret", hook: "file.open", match: `file.path == "${d}/secret.txt"`, action: "deny", fallback: "kill", severity: "critical" },
       { name: "no-vault", hook: "file.open", match: `file.path.startsWith("${d}/vault/")`, action: "deny", fallback: "kill" },
@@ -197,6 +208,8 @@ interface Scenario {
   inherit?: boolean;
   /** Report secret.txt's content afterwards (side effects), and put it back. */
   after?: boolean;
+  /** Run in this cgroup from the first instruction (a shell moves itself there, then execs argv). */
+  cgroup?: string;
 }
 
 const SCENARIOS: Record<string, Scenario> = {
@@ -213,6 +226,9 @@ const SCENARIOS: Record<string, Scenario> = {
   "exec.bypass.execveat-empty-path": { argv: [T, "execveat-fd", `${d}/denied-echo`, "x", "RAN"] },
   "exec.bypass.execveat-dirfd": { argv: [T, "execveat-dir", d, "denied-echo", "x", "RAN"] },
   "exec.bypass.fexecve": { argv: [T, "fexecve", `${d}/denied-echo`, "x", "RAN"] },
+  "workload.in": { argv: [T, "exec", `${d}/pod-echo`, "pod-echo", "RAN"], cgroup: `${POD_IN}/main` },
+  "workload.out": { argv: [T, "exec", `${d}/pod-echo`, "pod-echo", "RAN"], cgroup: `${POD_OUT}/main` },
+  "workload.host": { argv: [T, "exec", `${d}/pod-echo`, "pod-echo", "RAN"] },
   "exec.bypass.proc-fd": { argv: [T, "exec-procfd", `${d}/denied-echo`, "x", "RAN"] },
 
   "open.denied": { argv: [T, "open", `${d}/secret.txt`] },
@@ -247,7 +263,8 @@ const SCENARIOS: Record<string, Scenario> = {
 
 function runScenario(s: Scenario, inherited: number): Omit<ScenarioResult, "events"> {
   const stdio: ("ignore" | "pipe" | number)[] = ["ignore", "pipe", "pipe", ...(s.inherit ? [inherited] : [])];
-  const r = spawnSync(s.argv[0]!, s.argv.slice(1), { encoding: "utf8", timeout: 60_000, cwd: s.cwd, stdio });
+  const [file, args] = s.cgroup ? ["/bin/sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', s.cgroup, ...s.argv]] : [s.argv[0]!, s.argv.slice(1)];
+  const r = spawnSync(file, args, { encoding: "utf8", timeout: 60_000, cwd: s.cwd, stdio });
   const out: Omit<ScenarioResult, "events"> = {
     argv: s.argv, pid: r.pid, status: r.status, signal: r.signal, stdout: r.stdout ?? "", stderr: `${r.stderr ?? ""}${r.error ? `spawn: ${r.error.message}` : ""}`,
   };
@@ -289,6 +306,7 @@ async function phase(requested: string): Promise<PhaseResult> {
     started = performance.now();
     enforcer.applyPlan(planOf(enforcer.capabilities, SPECS, result.dropped));
     result.applyMs = performance.now() - started;
+    enforcer.setWorkloads(WORKLOADS);
     const ran: Record<string, Omit<ScenarioResult, "events">> = {};
     for (const [name, s] of Object.entries(SCENARIOS)) {
       ran[name] = runScenario(s, inherited);

@@ -119,6 +119,18 @@ export function scenarioTests(result: () => Promise<RunResult>, requested: strin
     });
   });
 
+  it(`${requested}: a rule scoped to a namespace holds in a container of a classified pod of it, with the pod in the event`, async () => {
+    const { run, phase } = await get();
+    const { e } = blocked(phase, run, "workload.in", "process.exec", "no-pod-echo", "deny");
+    expect(e.event.k8s).toEqual({ namespace: "prod", pod: "pod-in", podUid: "uid-in", container: "main" });
+  });
+
+  it(`${requested}: a scoped rule leaves another namespace's pod and the host alone`, async () => {
+    const { phase } = await get();
+    expect(allowed(phase, "workload.out").stdout).toBe("RAN\n");
+    expect(allowed(phase, "workload.host").stdout).toBe("RAN\n");
+  });
+
   it(`${requested}: a kill rule on exec kills before the binary runs`, async () => {
     const { run, phase, d } = await get();
     const { s, e } = blocked(phase, run, "exec.killed", "process.exec", "kill-echo", "kill");
