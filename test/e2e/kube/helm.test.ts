@@ -6,9 +6,10 @@
 // The agent's own Kubernetes code (informers, status plane, reports) runs with the chart's
 // service account token, so an RBAC rule the code needs and the chart lacks fails here; and
 // the DaemonSet's rendered command line and env run as a process (loads BPF: needs root).
+// docs/installation.md's install, adoption, upgrade and uninstall commands run as written.
 
 import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -699,5 +700,56 @@ describe("the chart, judged by a real kube-apiserver", () => {
       for (const crd of installed()) expect((await cluster.kubectl(["get", "crd", crd, "-o", "name"])).stdout.trim()).toBe(`customresourcedefinition.apiextensions.k8s.io/${crd}`);
       expect((await cluster.kubectl(["get", "tracingpolicies", "-o", "name"])).stdout.trim()).not.toBe("");
     });
+  });
+});
+
+describe("docs/installation.md's Kubernetes commands, run as written on a real API server", () => {
+  let cluster: Cluster;
+  let env: Record<string, string>;
+  const doc = readFileSync(join(ROOT, "docs", "installation.md"), "utf8");
+  // The doc's sh blocks (list items indent theirs), dedented.
+  const blocks = [...doc.matchAll(/^( *)```sh\n([\s\S]*?)^ *```/gm)].map((m) => m[2]!.replace(new RegExp(`^${m[1]}`, "gm"), ""));
+  const block = (first: RegExp) => {
+    const found = blocks.find((b) => first.test(b.split("\n")[0]!));
+    expect(found, `docs/installation.md has a block starting ${first}`).toBeDefined();
+    return found!;
+  };
+  const sh = async (script: string) => {
+    const result = await run("bash", ["-euo", "pipefail", "-c", `cd ${JSON.stringify(ROOT)}\n${script}`], { env });
+    if (result.code !== 0) throw new Error(`failed (${result.code}):\n${script}\n${result.stderr}`);
+    return result;
+  };
+
+  beforeAll(async () => {
+    cluster = await startCluster();
+    // kubectl and helm on PATH, as a user has them.
+    const bin = mkdtempSync(join(scratch, "bin-"));
+    symlinkSync(binaries.kubectl, join(bin, "kubectl"));
+    symlinkSync(helm, join(bin, "helm"));
+    env = { PATH: `${bin}:${process.env.PATH}`, KUBECONFIG: cluster.kubeconfig, HELM_CACHE_HOME: join(bin, ".cache"), HELM_CONFIG_HOME: join(bin, ".config"), HELM_DATA_HOME: join(bin, ".data") };
+  }, 60 * 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it("adopts kubectl-applied CRDs, installs, upgrades, uninstalls and deletes the CRDs", async () => {
+    // A cluster set up the standalone way first: every CRD applied with kubectl. The
+    // adoption loop must name each CRD the chart installs, or helm install refuses.
+    await sh("kubectl apply -f api/crds/");
+    await sh(block(/^for crd in /));
+    // Everything but `rollout status`: with no kubelet here, the agents' pods never run.
+    const install = block(/^kubectl create namespace palisade$/).replace(/^kubectl -n palisade rollout status .*$/m, "");
+    const installed = await sh(install);
+    expect(installed.stdout).toContain("STATUS: deployed");
+    await sh(block(/^helm upgrade palisade /));
+    const ds = JSON.parse((await sh("kubectl -n palisade get daemonset palisade -o json")).stdout);
+    expect(ds.spec.template.spec.containers[0].image).toBe("registry.example.com/security/palisade:0.2.0");
+    await sh("kubectl apply -f policies/container-shells.yaml");
+    const uninstalled = await sh(block(/^kubectl delete tracingpolicies --all$/));
+    expect(uninstalled.stdout).toContain("release \"palisade\" uninstalled");
+    await sh(block(/^kubectl delete crd /));
+    const left = (await sh("kubectl get crd -o name")).stdout;
+    expect(left).not.toContain("palisade.dev");
   });
 });
