@@ -56,6 +56,13 @@ describe("process.args", () => {
     expect(e.event.process.args).toEqual(["argv0", "via-execveat"]);
   });
 
+  it("an exec from a second thread (which takes the process's pid) carries its arguments too", async () => {
+    const r = run(tricksBinary(), ["thread-exec", `${dir}/denied-echo`, "argv0", "from-a-thread"]);
+    expect(r.signal).toBe("SIGKILL");
+    const e = await log.wait(forPid(r.pid));
+    expect(e.event.process.args).toEqual(["argv0", "from-a-thread"]);
+  });
+
   it("an audit rule on process.args is confirmed with them: reported when it holds, not when it does not", async () => {
     const hit = run(`${dir}/audited-echo`, ["a", "--flag"]);
     expect(hit.stdout).toBe("a --flag\n");

@@ -14,6 +14,7 @@
 #include <linux/openat2.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,19 @@ static int inet_addr_of(const char *ip, int port, struct sockaddr_storage *ss, s
   exit(2);
 }
 
+/* thread-exec: a thread other than the main one execs (the kernel gives it the process's
+ * pid on the way: the exec is reported under the pid it did not have at the call). */
+struct thread_exec {
+  const char *path;
+  char **argv;
+};
+
+static void *thread_exec(void *arg) {
+  struct thread_exec *t = arg;
+  execve(t->path, t->argv, environ);
+  exit(do_exec_fail("execve in a thread"));
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: tricks COMMAND ARGS...\n");
@@ -142,6 +156,13 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "exec")) {  /* exec PATH ARGV0 ARGS... */
     execve(path, argv + 3, environ);
     return do_exec_fail("execve");
+  }
+  if (!strcmp(cmd, "thread-exec")) {  /* thread-exec PATH ARGV0 ARGS...: execve from a second thread */
+    struct thread_exec t = {path, argv + 3};
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, thread_exec, &t)) return do_exec_fail("pthread_create");
+    pthread_join(thread, NULL);
+    return 0;
   }
   if (!strcmp(cmd, "execveat")) {  /* execveat(AT_FDCWD, PATH) */
     syscall(__NR_execveat, AT_FDCWD, path, argv + 3, environ, 0);
