@@ -97,12 +97,12 @@ const OBJECT_FLAVOURS = ["enforcer", "enforcer.compat"];
 const PLANS_KEPT = 8;
 
 /**
- * What one generation holds, as written: per map, key -> value (keys as latin1 strings);
- * its own string tries (inner maps this agent created, kept open) with their entries; and
- * the class ids its workloads use.
+ * What one generation holds, as written: per map, key -> value (both as latin1 strings:
+ * compact, compared whole); its own string tries (inner maps this agent created, kept
+ * open) with their entries; and the class ids its workloads use.
  */
 interface GenerationContents {
-  maps: Map<string, Map<string, Buffer>>;
+  maps: Map<string, Map<string, string>>;
   tries: Map<number, TrieContents>;
   workloadClasses?: WorkloadClasses;
 }
@@ -111,7 +111,7 @@ interface TrieContents {
   fd: number;
   hook: number;
   dim: number;
-  entries: Map<string, Buffer>;
+  entries: Map<string, string>;
 }
 
 export class Enforcer {
@@ -378,7 +378,7 @@ export class Enforcer {
     } catch (e) {
       // Which entries changed is unknown: the next write rewrites every one there is.
       const keys = this.generationKeys("pal_workloads", WORKLOAD_KEY_SIZE, GEN_OFFSET.workload, gen);
-      active.maps.set("pal_workloads", new Map(keys.map((k) => [k.toString("latin1"), Buffer.alloc(0)])));
+      active.maps.set("pal_workloads", new Map(keys.map((k) => [k.toString("latin1"), ""])));
       throw new ApplyError(`classifying workloads failed part-way; each cgroup has its old or its new class: ${(e as Error).message}`, { cause: e });
     }
   }
@@ -415,18 +415,17 @@ export class Enforcer {
    * reaches them). Returns the entries written or deleted. Should a write fail, `had` is
    * wrong: the caller forgets the generation's contents.
    */
-  private writeMap(fd: number, records: Records, had: Map<string, Buffer>, how: { batch: boolean; array: boolean }): number {
+  private writeMap(fd: number, records: Records, had: Map<string, string>, how: { batch: boolean; array: boolean }): number {
     const n = native();
     const changed = new Records(records.keySize, records.valueSize);
     const keep = new Set<string>();
     for (let i = 0; i < records.count; i++) {
       const key = records.key(i), value = records.value(i);
-      const id = key.toString("latin1");
+      const id = key.toString("latin1"), bytes = value.toString("latin1");
       keep.add(id);
-      const was = had.get(id);
-      if (!was || !was.equals(value)) {
+      if (had.get(id) !== bytes) {
         changed.add(key, value);
-        had.set(id, Buffer.from(value));
+        had.set(id, bytes);
       }
     }
     const stale = how.array ? [] : [...had.keys()].filter((k) => !keep.has(k));
@@ -505,11 +504,11 @@ export class Enforcer {
   }
 
   /** Makes generation `gen`'s hooks idle (no rule: programs return after two lookups); returns their record. */
-  private idleHooks(gen: 0 | 1): Map<string, Buffer> {
+  private idleHooks(gen: 0 | 1): Map<string, string> {
     const hooks = new Records(4, HOOK_SIZE);
     for (let h = 0; h < HOOKS; h++) hooks.addAt(gen * HOOKS + h, packHook(IDLE_HOOK));
     native().mapUpdateMany(this.fd.pal_hooks!, hooks.keyBuffer(), hooks.valueBuffer(), 4, HOOK_SIZE, { batch: true });
-    return new Map(hooks.entries().map(([k, v]) => [k.toString("latin1"), Buffer.from(v)]));
+    return new Map(hooks.entries().map(([k, v]) => [k.toString("latin1"), v.toString("latin1")]));
   }
 
   /** Attaches the selected programs; then drops links a previous agent pinned that this selection does not replace. */
