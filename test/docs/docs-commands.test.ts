@@ -22,7 +22,7 @@ describe("runnable blocks of docs/", () => {
     const markers = readdirSync(DOCS).filter((f) => f.endsWith(".md"))
       .reduce((n, f) => n + [...readFileSync(join(DOCS, f), "utf8").matchAll(/<!-- doc-test: /g)].length, 0);
     expect(groups.reduce((n, g) => n + g.blocks.length, 0)).toBe(markers);
-    expect(groups.map((g) => `${g.file}#${g.name}`)).toContain("operations.md#upgrade");
+    expect(groups.map((g) => `${g.file}#${g.name}`)).toContain("operations.md#restarts");
   });
 
   it("notices a promise its output does not keep", () => {
