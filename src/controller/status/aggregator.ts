@@ -103,6 +103,7 @@ class AggregationRun {
   private readonly routine = new Set<string>();
   private readonly deferred = new Map<string, number>();
   private flushTimer: NodeJS.Timeout | undefined;
+  private flushAt = 0;
   private readonly livenessTimer: NodeJS.Timeout;
   private workers = 0;
   private writing: Promise<void>[] = [];
@@ -206,8 +207,13 @@ class AggregationRun {
     this.routine.delete(uid);
   }
 
+  /** Flushes after `delay`, or sooner if a flush is already due sooner (a deferred count must not hold back a flip). */
   private schedule(delay = FLUSH_DELAY_MILLIS) {
-    if (this.stopped || this.flushTimer || this.unsynced.size > 0) return;
+    if (this.stopped || this.unsynced.size > 0) return;
+    const at = Date.now() + delay;
+    if (this.flushTimer && this.flushAt <= at) return;
+    clearTimeout(this.flushTimer);
+    this.flushAt = at;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.flush();
