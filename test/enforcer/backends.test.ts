@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { attachSpecs, failedPrograms } from "../../src/enforcer/backends.ts";
 import { BACKEND_INFO, BACKEND_ORDER, capabilitiesOf, select, type Backend, type HookProbe } from "../../src/enforcer/probe.ts";
 import type { Hook } from "../../src/policy/model.ts";
+import { tracepointExists } from "../../src/enforcer/system.ts";
 
 const HOOKS: Hook[] = ["process.exec", "file.open", "net.connect"];
 const bare = (hook: Hook, attempts: HookProbe["attempts"] = {}): HookProbe => ({
@@ -13,11 +14,14 @@ const bare = (hook: Hook, attempts: HookProbe["attempts"] = {}): HookProbe => ({
 const all = (b: Backend) => Object.fromEntries(HOOKS.map((h) => [h, b])) as Record<Hook, Backend>;
 
 describe("backends", () => {
-  it("LSM everywhere: the lsm programs and the process table, nothing of the tracepoint backend", () => {
+  it("LSM everywhere: the lsm programs, the process table and the exec arguments, nothing of the tracepoint backend", () => {
     const specs = attachSpecs({ backends: all("lsm"), cgroupKill: true, cgroupRoot: "/sys/fs/cgroup" });
     expect(specs.map((s) => [s.program, s.kind, s.target, s.key])).toEqual([
       ["pal_exec_table", "raw_tp", "sched_process_exec", "exec"],
       ["pal_fork", "raw_tp", "sched_process_fork", "fork"],
+      // where this machine's tracefs shows the syscall tracepoints (the enforcer mounts it)
+      ...["execve", "execveat"].filter((sc) => tracepointExists("syscalls", `sys_enter_${sc}`))
+        .map((sc) => [`pal_${sc}_args`, "tracepoint", `syscalls/sys_enter_${sc}`, `args-${sc}`]),
       ["pal_exit", "raw_tp", "sched_process_exit", "exit"],
       ["pal_lsm_exec", "auto", "lsm/bprm_check_security", "lsm-exec"],
       ["pal_lsm_open", "auto", "lsm/file_open", "lsm-open"],
@@ -38,7 +42,7 @@ describe("backends", () => {
     expect(attachSpecs({ backends: { ...all("lsm"), "process.exec": "tracepoint" }, cgroupKill: true })[0]).toMatchObject({ program: "pal_exec", hook: "process.exec", key: "exec" });
   });
 
-  it("a hook with no backend loads nothing for it", () => {
+  it("a hook with no backend loads nothing for it (no exec, no argument capture)", () => {
     const specs = attachSpecs({ backends: { "process.exec": null, "file.open": "lsm", "net.connect": null }, cgroupKill: true });
     expect(specs.map((s) => s.program)).toEqual(["pal_exec_table", "pal_fork", "pal_exit", "pal_lsm_open"]);
   });
