@@ -110,6 +110,8 @@ int pal_exit(struct bpf_raw_tracepoint_args *ctx)
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 	if (pid == tgid)
 		bpf_map_delete_elem(&pal_procs, &tgid);
+	/* a failed exec's arguments go with their thread: a later thread of that id never sees them */
+	bpf_map_delete_elem(&pal_args, &pid);
 	return 0;
 }
 
