@@ -78,9 +78,10 @@ export function startStatusAggregator(options: StatusAggregatorOptions): StatusA
       return election.isLeader;
     },
     async stop() {
-      const last = run;
+      // Stop writing while still holding the Lease, then free it: the next leader never
+      // overlaps with a write of ours still in flight.
+      await run?.stop();
       await election.stop();
-      await last?.stop();
       client.close();
     },
   };
@@ -89,7 +90,7 @@ export function startStatusAggregator(options: StatusAggregatorOptions): StatusA
 /** One term as leader: the watches, the aggregation and the writes; dropped on stepping down. */
 class AggregationRun {
   private readonly aggregation = new StatusAggregation();
-  private readonly informers: Informer<KubeObject>[] = [];
+  private readonly informers: { stop(): Promise<void> }[] = [];
   private readonly unsynced = new Set<string>();
   /** Per policy uid: the status stored (from the watch) and the one we last wrote. */
   private readonly stored = new Map<string, PolicyStatus | undefined>();
@@ -138,7 +139,7 @@ class AggregationRun {
         },
       });
       informer.start();
-      this.informers.push(informer as unknown as Informer<KubeObject>);
+      this.informers.push(informer);
     };
     watch<PalisadeNode>(
       NODES_PATH,
