@@ -17,29 +17,12 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import { ROOT, palisade } from "../support/cli.ts";
+import { LIBRARY, TEST_GID, hostVariant, shipped, type PolicyDoc } from "./variants.ts";
 
-const LIBRARY = join(ROOT, "policies");
 const PIN_DIR = "/sys/fs/bpf/palisade-test-library";
-/** The group the test's own processes run as; variants of pod-scoped policies act on it only. */
-const TEST_GID = 54321;
 const dir = mkdtempSync(join(tmpdir(), "palisade-library-"));
-
-interface PolicyDoc {
-  metadata: { name: string };
-  spec: { selector?: unknown; rules: { name: string; match: string; action: string }[] };
-}
-
-const shipped = (name: string): PolicyDoc => parse(readFileSync(join(LIBRARY, `${name}.yaml`), "utf8"));
-
-/** The shipped policy without its selector, each rule narrowed to this test's processes. */
-function hostVariant(name: string, rewriteMatch: (match: string) => string = (m) => m): PolicyDoc {
-  const doc = shipped(name);
-  delete doc.spec.selector;
-  for (const rule of doc.spec.rules) rule.match = `(${rewriteMatch(rule.match)}) && process.gid == ${TEST_GID}`;
-  return doc;
-}
 
 interface Event {
   hook: string;
