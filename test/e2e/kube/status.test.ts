@@ -250,4 +250,14 @@ describe("policy status from node reports", () => {
     const json = JSON.parse((await palisade("-o", "json")).stdout);
     expect(json.nodes.map((n: { node: string; live: boolean }) => [n.node, n.live])).toEqual([["node-a", true], ["node-b", true], ["node-c", false]]);
   });
+
+  it("recovers from an API server crash: publishers retry, an aggregator leads again, statuses catch up", async () => {
+    await cluster.restartApiServer({ signal: "SIGKILL" });
+    await cluster.kubectl(["apply", "-f", "-"], { input: policyYaml("valid-exec", 'process.binary == "/bin/ksh"') });
+    expect((await getPolicy("valid-exec")).metadata.generation).toBe(4);
+    await report("node-a", "valid-exec", "Enforcing");
+    await report("node-b", "valid-exec", "Enforcing");
+    await statusWhere("valid-exec", isReady(2));
+    await eventually("the remaining candidate to lead", async () => ([...aggregators.values()].some((a) => a.isLeader) ? true : undefined));
+  });
 });
