@@ -65,7 +65,7 @@ export function startOutputs(options: OutputsOptions): Outputs {
 
   const sinks = (): Record<string, SinkCounts> => ({
     jsonl: { exported: jsonl.written, dropped: jsonl.dropped },
-    ...(otel && { otel: { exported: otel.exported, dropped: otel.dropped } }),
+    ...(otel && { otel: { exported: otel.exported, dropped: otel.dropped, pending: otel.pending } }),
     ...(observe && { observe: { exported: observe.exported, dropped: observe.dropped } }),
   });
   const metrics = new AgentMetrics({ kernel: options.kernel, sinks, ...(observe && { observers: () => observe.clientCount }) });

@@ -22,6 +22,8 @@ export interface SinkCounts {
   /** Handed on (written to the file, acknowledged by the collector, queued to a client). */
   exported: number;
   dropped: number;
+  /** Accepted and not yet handed on (a sink with a queue: otel). */
+  pending?: number;
 }
 
 /**
@@ -77,9 +79,19 @@ export class AgentMetrics {
     r.collect("gauge", "palisade_hook_backend_info", "The kernel backend enforcing each hook on this node (1 per hook; a hook without one is absent).", kernel((k) =>
       k.hooks().flatMap((h): Sample[] => (h.backend ? [{ labels: { hook: h.hook, backend: h.backend }, value: 1 }] : []))));
 
-    const sinks = (field: keyof SinkCounts) => () => Object.entries(sources.sinks()).map(([sink, counts]) => ({ labels: { sink }, value: counts[field] }));
+    const sinks = (field: "exported" | "dropped") => () => Object.entries(sources.sinks()).map(([sink, counts]) => ({ labels: { sink }, value: counts[field] }));
     r.collect("counter", "palisade_exported_events_total", "Events each sink handed on: written (jsonl), acknowledged by the collector (otel), queued to a client (observe).", sinks("exported"));
     r.collect("counter", "palisade_export_dropped_events_total", "Events a sink dropped: its destination too slow or failing (observe: per slow client).", sinks("dropped"));
+    r.collect("gauge", "palisade_export_pending_events", "Events a sink accepted and has not yet handed on or dropped (otel: queued or in an export).", () =>
+      Object.entries(sources.sinks()).flatMap(([sink, counts]) => (counts.pending === undefined ? [] : [{ labels: { sink }, value: counts.pending }])));
+    // The agent process itself, under the names every Prometheus client library uses.
+    r.collect("gauge", "process_resident_memory_bytes", "Resident memory of the agent process.", () => [{ labels: {}, value: process.memoryUsage.rss() }]);
+    r.collect("counter", "process_cpu_seconds_total", "User and system CPU time of the agent process (every thread).", () => {
+      const { user, system } = process.cpuUsage();
+      return [{ labels: {}, value: (user + system) / 1e6 }];
+    });
+    const started = (Date.now() - performance.now()) / 1000;
+    r.collect("gauge", "process_start_time_seconds", "When the agent process started, in seconds since the epoch.", () => [{ labels: {}, value: Math.round(started) }]);
     if (sources.observers) {
       const observers = sources.observers;
       r.collect("gauge", "palisade_observe_clients", "Clients connected to the observe stream.", () => [{ labels: {}, value: observers() }]);

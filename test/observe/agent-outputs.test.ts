@@ -137,6 +137,8 @@ describe("the metrics endpoint", () => {
     expect(value('palisade_policies{state="monitor"}')).toBe(0);
     expect(value("palisade_ringbuf_dropped_events_total")).toBe(0);
     expect(value('palisade_export_dropped_events_total{sink="jsonl"}')).toBe(0);
+    expect(value("process_resident_memory_bytes")).toBeGreaterThan(10 * 2 ** 20);
+    expect(value("process_cpu_seconds_total")).toBeGreaterThan(0);
     // The exec rule's binary is matched by inode and by path.
     expect(value('palisade_map_entries{map="pal_inodes"}')).toBeGreaterThan(0);
     expect(value('palisade_map_capacity_entries{map="pal_inodes"}')).toBe(65536);
