@@ -37,6 +37,8 @@ export class NodeStatePublisher {
   private latest: NodeState | undefined;
   /** JSON of the last object the server accepted; an equal state is not written again. */
   private written: string | undefined;
+  /** A write() loop is running (set before its first await, so publish() never starts a second). */
+  private busy = false;
   private writing: Promise<void> | undefined;
   private readonly backoff = new Backoff();
   private retryTimer: NodeJS.Timeout | undefined;
@@ -58,7 +60,7 @@ export class NodeStatePublisher {
   publish(state: NodeState): void {
     if (this.closed) return;
     this.latest = state;
-    if (!this.writing && !this.retryTimer) this.writing = this.write();
+    if (!this.busy && !this.retryTimer) this.writing = this.write();
   }
 
   /** Stops heartbeats and writes the last published state if it is not stored yet. */
@@ -75,32 +77,35 @@ export class NodeStatePublisher {
   }
 
   private async write(): Promise<void> {
-    // Coalesce: whatever was published while a write was in flight goes in the next one.
-    while (this.latest) {
-      const state = this.latest;
-      const object = toPalisadeNode(state);
-      // reportTime changes on every reconcile; the state is "unchanged" when the rest is.
-      const comparable = JSON.stringify({ ...object.status, reportTime: undefined });
-      this.latest = undefined;
-      if (comparable === this.written) continue;
-      try {
-        await this.client.apply(`${NODES_PATH}/${encodeURIComponent(this.node)}`, object, FIELD_MANAGER);
-        this.written = comparable;
-        this.backoff.reset();
-      } catch (err) {
-        this.log(`status: writing PalisadeNode ${this.node}: ${(err as Error).message}`);
-        this.latest ??= state;
-        if (this.closed) break;
-        // Retry later with whatever is latest then.
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.writing = this.write();
-        }, this.backoff.next());
-        this.writing = undefined;
-        return;
+    this.busy = true;
+    try {
+      // Coalesce: whatever was published while a write was in flight goes in the next one.
+      while (this.latest) {
+        const state = this.latest;
+        const object = toPalisadeNode(state);
+        // reportTime changes on every reconcile; the state is "unchanged" when the rest is.
+        const comparable = JSON.stringify({ ...object.status, reportTime: undefined });
+        this.latest = undefined;
+        if (comparable === this.written) continue;
+        try {
+          await this.client.apply(`${NODES_PATH}/${encodeURIComponent(this.node)}`, object, FIELD_MANAGER);
+          this.written = comparable;
+          this.backoff.reset();
+        } catch (err) {
+          this.log(`status: writing PalisadeNode ${this.node}: ${(err as Error).message}`);
+          this.latest ??= state;
+          if (this.closed) return;
+          // Retry later with whatever is latest then.
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.writing = this.write();
+          }, this.backoff.next());
+          return;
+        }
       }
+    } finally {
+      this.busy = false;
     }
-    this.writing = undefined;
   }
 
   private heartbeat() {

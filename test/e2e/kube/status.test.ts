@@ -166,6 +166,18 @@ describe("policy status from node reports", () => {
     await snapshot("invalid-exec", status, "degraded-compile-error.json");
   });
 
+  it("a publisher skips an unchanged state, and still writes the next change", async () => {
+    const pnode = async () => JSON.parse((await cluster.kubectl(["get", "pnode", "node-a", "-o", "json"])).stdout);
+    const before = await pnode();
+    await report("node-a", "valid-exec", "Enforcing"); // the same state again
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect((await pnode()).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    await report("node-a", "invalid-exec", "Failed", { reason: "ApplyError", message: "map full" });
+    await eventually("the change", async () => ((await pnode()).status.failed[0]?.reason === "ApplyError" ? true : undefined));
+    await report("node-a", "invalid-exec", "Failed", { reason: "CompileError", message: COMPILE_ERROR });
+    await eventually("the change back", async () => ((await pnode()).status.failed[0]?.reason === "CompileError" ? true : undefined));
+  });
+
   it("a policy that fails on one node: Degraded=True with that node's reason", async () => {
     await cluster.kubectl(["apply", "-f", "-"], { input: policyYaml("partial-exec") });
     await report("node-a", "partial-exec", "Enforcing");
