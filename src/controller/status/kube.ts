@@ -10,11 +10,18 @@ import { ApiError } from "../client.ts";
 
 const APPLY = "application/apply-patch+yaml";
 
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+}
+
 /** What a write sends: an object without the server's metadata (uid, resourceVersion...). */
 export interface ObjectBody {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string>; ownerReferences?: OwnerReference[] };
   [field: string]: unknown;
 }
 

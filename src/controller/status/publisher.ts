@@ -7,7 +7,8 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { NodeState } from "../node-state.ts";
 import { Backoff } from "../informer.ts";
-import { StatusClient } from "./kube.ts";
+import { ApiError } from "../client.ts";
+import { StatusClient, type OwnerReference } from "./kube.ts";
 import { heartbeatLease, HEARTBEAT_PERIOD_SECONDS, leasesPath, statusNamespace } from "./leases.ts";
 import { NODES_PATH, toPalisadeNode } from "./node-object.ts";
 
@@ -45,6 +46,8 @@ export class NodeStatePublisher {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly heartbeatBackoff = new Backoff();
   private closed = false;
+  /** The Node object, so that its PalisadeNode and Lease are garbage-collected with it. */
+  private owner: Promise<OwnerReference[]> | undefined;
 
   constructor(options: NodeStatePublisherOptions) {
     this.client = options.client ?? new StatusClient(options.kubeConfig, `palisade-agent/${options.node}`);
@@ -88,6 +91,7 @@ export class NodeStatePublisher {
         this.latest = undefined;
         if (comparable === this.written) continue;
         try {
+          object.metadata.ownerReferences = await this.ownerReferences();
           await this.client.apply(`${NODES_PATH}/${encodeURIComponent(this.node)}`, object, FIELD_MANAGER);
           this.written = comparable;
           this.backoff.reset();
@@ -108,10 +112,29 @@ export class NodeStatePublisher {
     }
   }
 
+  /** The node's Node object as owner; none where there is no such Node (or no right to read it). */
+  private ownerReferences(): Promise<OwnerReference[]> {
+    this.owner ??= this.client.get<{ metadata: { uid: string } }>(`/api/v1/nodes/${encodeURIComponent(this.node)}`).then(
+      (node) => [{ apiVersion: "v1", kind: "Node", name: this.node, uid: node.metadata.uid }],
+      (err: Error) => {
+        if (!(err instanceof ApiError && (err.status === 404 || err.status === 403))) {
+          this.owner = undefined; // a transient failure: ask again next time
+          throw err;
+        }
+        this.log(`status: no Node ${this.node} to own its PalisadeNode and heartbeat Lease (${err.message}); they will outlive the node`);
+        return [];
+      },
+    );
+    return this.owner;
+  }
+
   private heartbeat() {
-    const lease = heartbeatLease(this.namespace, this.node, this.heartbeatSeconds);
-    this.client
-      .apply(`${leasesPath(this.namespace)}/${lease.metadata.name}`, lease, FIELD_MANAGER)
+    this.ownerReferences()
+      .then((owners) => {
+        const lease = heartbeatLease(this.namespace, this.node, this.heartbeatSeconds);
+        lease.metadata.ownerReferences = owners;
+        return this.client.apply(`${leasesPath(this.namespace)}/${lease.metadata.name}`, lease, FIELD_MANAGER);
+      })
       .then(
         () => {
           this.heartbeatBackoff.reset();

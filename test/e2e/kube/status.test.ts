@@ -34,6 +34,8 @@ beforeAll(async () => {
   if (applied.stderr) throw new Error(`the CRDs apply with warnings: ${applied.stderr}`);
   await cluster.kubectl(["wait", "--for=condition=Established", "--timeout=30s", "crd/palisadenodes.palisade.dev", "crd/tracingpolicies.palisade.dev", "crd/tracingpoliciesnamespaced.palisade.dev"]);
   await cluster.kubectl(["create", "namespace", NAMESPACE]);
+  // node-a has a Node object (as every real node does); node-b and node-c do not.
+  await cluster.kubectl(["create", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "node-a" } }) });
   kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(cluster.kubeconfig);
   for (const node of NODES) {
@@ -151,6 +153,14 @@ describe("policy status from node reports", () => {
     const nodes = (await cluster.kubectl(["get", "pnode"])).stdout.trim().split("\n");
     expect(nodes[0]).toMatch(/^NAME\s+ENFORCING\s+FAILED\s+BACKENDS\s+REPORTED\s+AGE$/);
     expect(nodes[1]).toMatch(/^node-a\s+1\s+0\s+process\.exec=lsm file\.open=lsm net\.connect=tracepoint\s+/);
+  });
+
+  it("a node's PalisadeNode and heartbeat Lease belong to its Node object, to go with it", async () => {
+    const uid = JSON.parse((await cluster.kubectl(["get", "node", "node-a", "-o", "json"])).stdout).metadata.uid;
+    const owners = async (args: string[]) => JSON.parse((await cluster.kubectl([...args, "-o", "json"])).stdout).metadata.ownerReferences;
+    expect(await owners(["get", "pnode", "node-a"])).toEqual([{ apiVersion: "v1", kind: "Node", name: "node-a", uid }]);
+    expect(await owners(["get", "lease", "-n", NAMESPACE, "node-node-a"])).toEqual([{ apiVersion: "v1", kind: "Node", name: "node-a", uid }]);
+    expect(await owners(["get", "pnode", "node-b"])).toBeUndefined();
   });
 
   it("an invalid policy: Ready=False with the compile error, Degraded=True; the others stay Ready", async () => {
