@@ -141,6 +141,15 @@ describe("status aggregation", () => {
       policies: Array.from({ length: 1000 }, (_, i) => ({ kind: "TracingPolicy" as const, name: `p${i}`, uid: `u-${i}`, generation: 1, state: "Enforcing" as const, reason: "Applied" as const })),
     });
     expect(JSON.stringify(many).length).toBeLessThan(1024);
+    // Every policy failing with a long diagnostic still fits well under etcd's 1.5 MiB.
+    const failing = toPalisadeNode({
+      node: "n1",
+      heartbeatTime: "2026-11-24T20:00:00Z",
+      backends: {},
+      policies: Array.from({ length: 3000 }, (_, i) => ({ kind: "TracingPolicy" as const, name: `p${i}`, uid: `u-${i}`, generation: 1, state: "Failed" as const, reason: "CompileError" as const, message: "x".repeat(5000) })),
+    });
+    expect(failing.status.failed).toHaveLength(3000);
+    expect(JSON.stringify(failing).length).toBeLessThan(1024 * 1024);
   });
 
   it("the digest names a set, whatever the order; adding and removing a pair undo each other", () => {

@@ -18,6 +18,10 @@ export const NODES_PATH = `/apis/${GROUP}/${VERSION}/palisadenodes`;
 
 /** Longest failure message kept per policy: the diagnostic's first lines are what matter. */
 const MESSAGE_LIMIT = 2048;
+/** All failure messages together stay under this, so that a node failing every one of
+ *  thousands of policies still fits in etcd's 1.5 MiB: each message gets its share. */
+const MESSAGES_BUDGET = 256 * 1024;
+const MESSAGE_FLOOR = 160;
 
 export interface PolicyFailure {
   kind: PolicyKind;
@@ -106,12 +110,13 @@ export function toPalisadeNode(state: NodeState): PalisadeNodeBody {
   const backends: Partial<Record<Hook, string>> = {};
   for (const [hook, backend] of Object.entries(state.backends) as [Hook, string | null][]) backends[hook] = backend ?? NO_BACKEND;
   const digests = new Map(POLICY_KINDS.map((kind) => [kind, { count: 0, digest: new SetDigest() }]));
-  const failed: PolicyFailure[] = [];
+  const failures = state.policies.filter((p) => p.state === "Failed");
+  const messageLimit = Math.max(MESSAGE_FLOOR, Math.min(MESSAGE_LIMIT, Math.floor(MESSAGES_BUDGET / Math.max(1, failures.length))));
+  const failed = failures.map((policy) => failureOf(policy, messageLimit));
   for (const policy of state.policies) {
     const set = digests.get(policy.kind)!;
     set.count++;
     set.digest.toggle(policy.uid, policy.generation);
-    if (policy.state === "Failed") failed.push(failureOf(policy));
   }
   failed.sort((a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
   const status: PalisadeNodeStatus = {
@@ -129,7 +134,7 @@ export function toPalisadeNode(state: NodeState): PalisadeNodeBody {
   return { apiVersion: `${GROUP}/${VERSION}`, kind: "PalisadeNode", metadata: { name: state.node }, status };
 }
 
-function failureOf(policy: NodePolicyState): PolicyFailure {
+function failureOf(policy: NodePolicyState, messageLimit: number): PolicyFailure {
   const failure: PolicyFailure = {
     kind: policy.kind,
     name: policy.name,
@@ -137,7 +142,7 @@ function failureOf(policy: NodePolicyState): PolicyFailure {
     generation: policy.generation,
     // A Failed policy reported as Applied would be a reconciler bug; name it as an apply error.
     reason: policy.reason === "Applied" ? "ApplyError" : policy.reason,
-    message: truncate(policy.message ?? "", MESSAGE_LIMIT),
+    message: truncate(policy.message ?? "", messageLimit),
   };
   if (policy.namespace) failure.namespace = policy.namespace;
   return failure;
