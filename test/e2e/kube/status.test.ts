@@ -62,19 +62,23 @@ function policyYaml(name: string, match = 'process.binary == "/bin/sh"'): string
   });
 }
 
-async function getPolicy(name: string): Promise<{ metadata: { uid: string; generation: number }; status?: PolicyStatus }> {
-  return JSON.parse((await cluster.kubectl(["get", "ptp", name, "-o", "json"])).stdout);
+/** A TracingPolicy by name, or a TracingPolicyNamespaced by "namespace/name". */
+async function getPolicy(id: string): Promise<{ metadata: { uid: string; generation: number }; status?: PolicyStatus }> {
+  const [namespace, name] = id.includes("/") ? id.split("/") : [undefined, id];
+  const args = namespace ? ["get", "ptpn", "-n", namespace, name!] : ["get", "ptp", name!];
+  return JSON.parse((await cluster.kubectl([...args, "-o", "json"])).stdout);
 }
 
-/** Node `node` now reports `name` at its current generation (or drops it: state undefined). */
-async function report(node: string, name: string, state: "Enforcing" | "Failed" | undefined, failure?: { reason: NodePolicyState["reason"]; message: string }) {
+/** Node `node` now reports policy `id` (as getPolicy) at its current generation (or drops it: state undefined). */
+async function report(node: string, id: string, state: "Enforcing" | "Failed" | undefined, failure?: { reason: NodePolicyState["reason"]; message: string }) {
   const policies = nodeStates.get(node)!;
-  const { metadata } = await getPolicy(name).catch(() => ({ metadata: undefined }));
-  for (const [uid, entry] of policies) if (entry.name === name) policies.delete(uid);
+  const { metadata } = await getPolicy(id).catch(() => ({ metadata: undefined }));
+  const [namespace, name] = id.includes("/") ? id.split("/") : [undefined, id];
+  for (const [uid, entry] of policies) if (entry.name === name && entry.namespace === namespace) policies.delete(uid);
   if (state && metadata) {
     policies.set(metadata.uid, {
-      kind: "TracingPolicy",
-      name,
+      ...(namespace ? { kind: "TracingPolicyNamespaced", namespace } : { kind: "TracingPolicy" }),
+      name: name!,
       uid: metadata.uid,
       generation: metadata.generation,
       state,
@@ -271,6 +275,19 @@ describe("policy status from node reports", () => {
     expect(run.stdout).toMatch(/^node-c\s+no\s+2\s+1\s+/m); // its last report: invalid-exec failed
     const json = JSON.parse((await palisade("-o", "json")).stdout);
     expect(json.nodes.map((n: { node: string; live: boolean }) => [n.node, n.live])).toEqual([["node-a", true], ["node-b", true], ["node-c", false]]);
+  });
+
+  it("a TracingPolicyNamespaced gets its status in its namespace, like a cluster policy", async () => {
+    await cluster.kubectl(["create", "namespace", "team-a"]);
+    const namespaced = { ...JSON.parse(policyYaml("team-shells")), kind: "TracingPolicyNamespaced" };
+    await cluster.kubectl(["apply", "-n", "team-a", "-f", "-"], { input: JSON.stringify(namespaced) });
+    await report("node-a", "team-a/team-shells", "Enforcing");
+    await report("node-b", "team-a/team-shells", "Enforcing");
+    const status = await statusWhere("team-a/team-shells", isReady(2));
+    expect(status.nodes).toEqual({ enforcing: 2, failed: 0, total: 2 });
+    expect((await cluster.kubectl(["get", "ptpn", "-n", "team-a", "--no-headers"])).stdout).toMatch(/^team-shells\s+enforce\s+True\s+2\s+/);
+    // The cluster policies were not disturbed by a namespaced one joining.
+    expect(conditionsOf((await getPolicy("valid-exec")).status).Ready?.status).toBe("True");
   });
 
   it("recovers from an API server crash: publishers retry, an aggregator leads again, statuses catch up", async () => {
