@@ -195,4 +195,23 @@ describe("status aggregation", () => {
     // b, still at the old set, has everything but u-1's new generation.
     expect(aggregation.statusOf("u-2", undefined)?.nodes).toEqual({ enforcing: 2, failed: 0, total: 2 });
   });
+
+  it("a deleted policy leaves the others' counts alone, before and after nodes drop it", () => {
+    const aggregation = cluster(["a"]);
+    aggregation.upsertPolicy({ ...policy, uid: "u-2", name: "other" });
+    aggregation.setReport("a", report("a", [{}, { uid: "u-2" }]));
+    aggregation.removePolicy("u-2");
+    expect(aggregation.statusOf("u-1", undefined)?.nodes).toEqual({ enforcing: 1, failed: 0, total: 1 });
+    aggregation.setReport("a", report("a", [{}]));
+    expect(aggregation.statusOf("u-1", undefined)?.nodes).toEqual({ enforcing: 1, failed: 0, total: 1 });
+    expect(aggregation.statusOf("u-2", undefined)).toBeUndefined();
+  });
+
+  it("a node whose set the aggregator never had counts as not reported, never as enforcing", () => {
+    const aggregation = cluster(["a"]);
+    aggregation.setReport("a", report("a", [{}, { uid: "u-unknown" }]));
+    const status = aggregation.statusOf("u-1", undefined);
+    expect(status?.nodes).toEqual({ enforcing: 0, failed: 0, total: 1 });
+    expect(condition(status, "Reconciling")?.status).toBe("True");
+  });
 });
