@@ -13,6 +13,8 @@ import { heartbeatLease, HEARTBEAT_PERIOD_SECONDS, leasesPath, statusNamespace }
 import { NODES_PATH, toPalisadeNode } from "./node-object.ts";
 
 const FIELD_MANAGER = "palisade-agent";
+/** An unchanged state is still rewritten this often: a PalisadeNode deleted by hand comes back. */
+const RESYNC_SECONDS = 600;
 
 export interface NodeStatePublisherOptions {
   kubeConfig: KubeConfig;
@@ -23,6 +25,8 @@ export interface NodeStatePublisherOptions {
   heartbeatSeconds?: number;
   /** Where the heartbeat Lease lives (default: $POD_NAMESPACE, else palisade-system). */
   namespace?: string;
+  /** How often an unchanged state is rewritten anyway (default 600 s, plus up to 20% jitter). */
+  resyncSeconds?: number;
   /** A client to share (the scale benchmark runs hundreds of publishers in one process). */
   client?: StatusClient;
 }
@@ -33,9 +37,13 @@ export class NodeStatePublisher {
   private readonly node: string;
   private readonly namespace: string;
   private readonly heartbeatSeconds: number;
+  private readonly resyncMillis: number;
   private readonly log: (line: string) => void;
 
   private latest: NodeState | undefined;
+  /** The last state published, for the periodic resync. */
+  private last: NodeState | undefined;
+  private writtenAt = 0;
   /** JSON of the last object the server accepted; an equal state is not written again. */
   private written: string | undefined;
   /** A write() loop is running (set before its first await, so publish() never starts a second). */
@@ -55,6 +63,7 @@ export class NodeStatePublisher {
     this.node = options.node;
     this.namespace = options.namespace ?? statusNamespace();
     this.heartbeatSeconds = options.heartbeatSeconds ?? HEARTBEAT_PERIOD_SECONDS;
+    this.resyncMillis = (options.resyncSeconds ?? RESYNC_SECONDS) * 1000;
     this.log = options.log;
     this.heartbeat();
   }
@@ -63,6 +72,7 @@ export class NodeStatePublisher {
   publish(state: NodeState): void {
     if (this.closed) return;
     this.latest = state;
+    this.last = state;
     if (!this.busy && !this.retryTimer) this.writing = this.write();
   }
 
@@ -94,6 +104,8 @@ export class NodeStatePublisher {
           object.metadata.ownerReferences = await this.ownerReferences();
           await this.client.apply(`${NODES_PATH}/${encodeURIComponent(this.node)}`, object, FIELD_MANAGER);
           this.written = comparable;
+          // Jittered, so that a fleet started together does not resync together.
+          this.writtenAt = Date.now() + Math.random() * this.resyncMillis * 0.2;
           this.backoff.reset();
         } catch (err) {
           this.log(`status: writing PalisadeNode ${this.node}: ${(err as Error).message}`);
@@ -129,6 +141,10 @@ export class NodeStatePublisher {
   }
 
   private heartbeat() {
+    if (this.last && Date.now() - this.writtenAt > this.resyncMillis) {
+      this.written = undefined;
+      this.publish({ ...this.last, heartbeatTime: new Date().toISOString() });
+    }
     this.ownerReferences()
       .then((owners) => {
         const lease = heartbeatLease(this.namespace, this.node, this.heartbeatSeconds);

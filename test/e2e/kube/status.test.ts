@@ -39,7 +39,9 @@ beforeAll(async () => {
   kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(cluster.kubeconfig);
   for (const node of NODES) {
-    publishers.set(node, new NodeStatePublisher({ kubeConfig, node, log, heartbeatSeconds: 1, namespace: NAMESPACE }));
+    // node-b also rewrites its unchanged state every few seconds (by default every 10 minutes).
+    const resync = node === "node-b" ? { resyncSeconds: 3 } : {};
+    publishers.set(node, new NodeStatePublisher({ kubeConfig, node, log, heartbeatSeconds: 1, namespace: NAMESPACE, ...resync }));
     nodeStates.set(node, new Map());
   }
   for (const identity of ["agent-a", "agent-b"]) {
@@ -190,6 +192,16 @@ describe("policy status from node reports", () => {
     await eventually("the change", async () => ((await pnode()).status.failed[0]?.reason === "ApplyError" ? true : undefined));
     await report("node-a", "invalid-exec", "Failed", { reason: "CompileError", message: COMPILE_ERROR });
     await eventually("the change back", async () => ((await pnode()).status.failed[0]?.reason === "CompileError" ? true : undefined));
+  });
+
+  it("a PalisadeNode deleted by hand is written again by its agent", async () => {
+    await cluster.kubectl(["delete", "pnode", "node-b"]);
+    const back = await eventually("node-b's PalisadeNode", async () => {
+      const result = await cluster.kubectl(["get", "pnode", "node-b", "-o", "json"], { check: false });
+      return result.code === 0 ? JSON.parse(result.stdout) : undefined;
+    });
+    expect(back.status.failedCount).toBe(1); // invalid-exec, as before
+    await statusWhere("valid-exec", isReady(3));
   });
 
   it("a policy that fails on one node: Degraded=True with that node's reason", async () => {
