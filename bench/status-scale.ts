@@ -21,7 +21,6 @@ import { Informer, type KubeObject } from "../src/controller/informer.ts";
 import type { NodeState } from "../src/controller/node-state.ts";
 import { StatusAggregation } from "../src/controller/status/aggregation.ts";
 import { NodeStatePublisher, startStatusAggregator, type PolicyStatus } from "../src/controller/status/index.ts";
-import { StatusClient } from "../src/controller/status/kube.ts";
 import { readNodeReport, toPalisadeNode } from "../src/controller/status/node-object.ts";
 import { startCluster, type Cluster } from "../test/e2e/kube/cluster.ts";
 
@@ -78,7 +77,7 @@ class SimulatedNode {
   /** When this node last published, for the "all nodes reported" time. */
   publishedAt = 0;
 
-  constructor(name: string, kubeConfig: KubeConfig, client: StatusClient) {
+  constructor(name: string, kubeConfig: KubeConfig, client: KubeClient) {
     this.name = name;
     this.publisher = new NodeStatePublisher({ kubeConfig, node: name, log: (line) => console.error(line), namespace: NAMESPACE, client });
   }
@@ -116,7 +115,7 @@ export async function benchStatusScale(nodeCount = 200, policyCount = 1000, opti
     await cluster.kubectl(["create", "namespace", NAMESPACE]);
     const kubeConfig = new KubeConfig();
     kubeConfig.loadFromFile(cluster.kubeconfig);
-    const writer = new StatusClient(kubeConfig, "palisade-bench");
+    const writer = new KubeClient(kubeConfig, "palisade-bench");
     stops.push(async () => writer.close());
     log(`creating ${policyCount} policies`);
     for (let i = 0; i < policyCount; i += 20) {

@@ -129,7 +129,7 @@ export class Informer<T extends KubeObject> {
     let resourceVersion = "";
     do {
       this.stats.lists++;
-      const page = await this.client.getJson<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>(this.options.path, {
+      const page = await this.client.get<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>(this.options.path, {
         limit: this.options.pageSize ?? 500,
         continue: continueToken,
         fieldSelector: this.options.fieldSelector,

@@ -8,11 +8,11 @@
 //   await reporter.close();   // writes what is pending
 
 import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
+import { KubeClient, resourcePath, type ResourcePath } from "../client.ts";
 import type { RuntimeEvent } from "../../events/event.ts";
 import { buildReport, labelValue, MANAGED_BY_LABEL, NODE_ANNOTATION, NODE_LABEL, REPORT_FLAVORS, REPORT_KINDS, reportName, resultsOfReport, SOURCE, type ReportFlavor, type ReportObject, type ReportScope } from "./format.ts";
 import { POD_CHECK_POLICY, podSpecFindings } from "./pod-checks.ts";
 import { observationOfEvent, ReportResults, type Observation } from "./results.ts";
-import { ReportApi, type ObjectPath } from "./api.ts";
 import { LruCache, WorkloadResolver, type PodLike } from "./workload.ts";
 
 export { REPORT_FLAVORS, REPORT_KINDS, type ReportFlavor } from "./format.ts";
@@ -75,7 +75,7 @@ export class PolicyReporter {
   private readonly maxResults: number;
   private readonly maxBytes: number;
   private readonly log: (message: string) => void;
-  private readonly api: ReportApi;
+  private readonly api: KubeClient;
   private readonly resolver: WorkloadResolver;
   private readonly timer: NodeJS.Timeout | undefined;
   private pending = new Map<string, PendingGroup>();
@@ -100,7 +100,7 @@ export class PolicyReporter {
     this.maxBytes = checkedInteger("maxReportBytes", options.maxReportBytes ?? DEFAULT_MAX_REPORT_BYTES, 16 * 1024, MAX_REPORT_BYTES);
     const interval = checkedInteger("flushIntervalMs", options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS, 0, 3_600_000);
     this.log = options.log ?? (() => {});
-    this.api = new ReportApi(options.kubeConfig);
+    this.api = new KubeClient(options.kubeConfig, `palisade-agent/${options.node}`);
     this.resolver = new WorkloadResolver(this.api);
     if (interval > 0) {
       this.timer = setInterval(() => void this.flush(), interval);
@@ -217,7 +217,7 @@ export class PolicyReporter {
       if (!state.dirty) continue;
       const report = buildReport(state.scope, state.results, { flavor: this.flavor, node: this.node, maxBytes: this.maxBytes });
       try {
-        await this.api.apply(this.pathOf(report.metadata), report, FIELD_MANAGER);
+        await this.api.apply(resourcePath(this.pathOf(report.metadata)), report, FIELD_MANAGER);
         state.dirty = false;
         this.stats.writes++;
       } catch (error) {
@@ -235,7 +235,7 @@ export class PolicyReporter {
     const kinds = REPORT_KINDS[this.flavor];
     const labelSelector = `${MANAGED_BY_LABEL}=${SOURCE},${NODE_LABEL}=${labelValue(this.node)}`;
     for (const resource of [kinds.namespacedResource, kinds.clusterResource]) {
-      const stored = await this.api.list<ReportObject>({ apiVersion: kinds.apiVersion, resource }, labelSelector);
+      const stored = await this.api.get<{ items: ReportObject[] }>(resourcePath({ apiVersion: kinds.apiVersion, resource }), { labelSelector });
       for (const object of stored.items) {
         const namespace = object.metadata.namespace;
         const scope: ReportScope = namespace === undefined ? { workload: { ...object.scope, kind: "Node" } } : { namespace, workload: object.scope };
@@ -264,7 +264,7 @@ export class PolicyReporter {
 
   /** The Node object, for its uid (the ClusterPolicyReport is garbage-collected with it). */
   private async readNodeScope(): Promise<ReportScope> {
-    const uid = (await this.api.get<{ metadata: { uid?: string } }>({ apiVersion: "v1", resource: "nodes", name: this.node }))?.metadata.uid;
+    const uid = (await this.api.getIfExists<{ metadata: { uid?: string } }>(resourcePath({ apiVersion: "v1", resource: "nodes", name: this.node })))?.metadata.uid;
     return { workload: { apiVersion: "v1", kind: "Node", name: this.node, ...(uid && { uid }) } };
   }
 
@@ -274,7 +274,7 @@ export class PolicyReporter {
     const key = `${scope.namespace ?? ""}/${name}`;
     let state = this.reports.get(key);
     if (!state) {
-      const stored = await this.api.get<ReportObject>(this.pathOf({ name, namespace: scope.namespace }));
+      const stored = await this.api.getIfExists<ReportObject>(resourcePath(this.pathOf({ name, namespace: scope.namespace })));
       const ours = stored?.metadata?.labels?.[MANAGED_BY_LABEL] === SOURCE;
       state = { scope, results: ours ? resultsOfReport(stored!, this.maxResults) : new ReportResults(this.maxResults), dirty: false, touched: 0 };
       this.reports.set(key, state);
@@ -285,7 +285,7 @@ export class PolicyReporter {
   }
 
   /** Where a report of ours lives: the namespaced kind in a namespace, else the cluster kind. */
-  private pathOf({ name, namespace }: { name: string; namespace?: string }): ObjectPath {
+  private pathOf({ name, namespace }: { name: string; namespace?: string }): ResourcePath {
     const kinds = REPORT_KINDS[this.flavor];
     return namespace === undefined ? { apiVersion: kinds.apiVersion, resource: kinds.clusterResource, name } : { apiVersion: kinds.apiVersion, resource: kinds.namespacedResource, namespace, name };
   }

@@ -4,7 +4,7 @@
 // Deployment cost one ReplicaSet read between them.
 
 import type { KubernetesObject, V1OwnerReference } from "@kubernetes/client-node";
-import type { ReportApi } from "./api.ts";
+import { resourcePath, type KubeClient } from "../client.ts";
 import type { ObjectReference } from "./format.ts";
 
 export type Workload = ObjectReference & { namespace: string; uid: string };
@@ -43,13 +43,13 @@ export class LruCache<K, V> {
 }
 
 export class WorkloadResolver {
-  private readonly api: ReportApi;
+  private readonly api: KubeClient;
   /** "namespace/pod/uid" -> workload */
   private readonly byPod: LruCache<string, Workload>;
   /** owner uid -> the workload at the top of its chain */
   private readonly byOwner: LruCache<string, Workload>;
 
-  constructor(api: ReportApi, cacheSize = 10_000) {
+  constructor(api: KubeClient, cacheSize = 10_000) {
     this.api = api;
     this.byPod = new LruCache(cacheSize);
     this.byOwner = new LruCache(cacheSize);
@@ -64,7 +64,7 @@ export class WorkloadResolver {
     const key = `${namespace}/${name}/${uid ?? ""}`;
     const cached = this.byPod.get(key);
     if (cached) return cached;
-    const pod = await this.api.get<PodLike>({ apiVersion: "v1", resource: "pods", namespace, name });
+    const pod = await this.api.getIfExists<PodLike>(resourcePath({ apiVersion: "v1", resource: "pods", namespace, name }));
     let workload: Workload | undefined;
     if (pod && (!uid || pod.metadata?.uid === uid)) workload = await this.ofPod(pod);
     else if (uid) workload = { apiVersion: "v1", kind: "Pod", name, namespace, uid };
@@ -86,7 +86,7 @@ export class WorkloadResolver {
     if (!resource) return ownerRef;
     const cached = this.byOwner.get(owner.uid);
     if (cached) return cached;
-    const object = await this.api.get<PodLike>({ apiVersion: owner.apiVersion, resource, namespace, name: owner.name });
+    const object = await this.api.getIfExists<PodLike>(resourcePath({ apiVersion: owner.apiVersion, resource, namespace, name: owner.name }));
     // Gone, or a namesake: the reference itself is the best we know.
     const workload = object && object.metadata?.uid === owner.uid ? await this.climb(ownerRef, controllerOf(object), namespace, depth + 1) : ownerRef;
     this.byOwner.set(owner.uid, workload);

@@ -9,7 +9,6 @@ import { HOOKS, type Hook, type PolicyKind } from "../../policy/model.ts";
 import { sameStatus, significantChange, StatusAggregation, type PolicyStatus } from "./aggregation.ts";
 import { ApiError, KubeClient } from "../client.ts";
 import { Backoff, Informer, type KubeObject } from "../informer.ts";
-import { StatusClient } from "./kube.ts";
 import { HEARTBEAT_LABEL, LeaderElection, leasesPath, readHeartbeat, statusNamespace, type Lease } from "./leases.ts";
 import { GROUP, NODES_PATH, readNodeReport, VERSION, type PalisadeNode } from "./node-object.ts";
 
@@ -53,8 +52,7 @@ export interface StatusAggregator {
 
 export function startStatusAggregator(options: StatusAggregatorOptions): StatusAggregator {
   const namespace = options.namespace ?? statusNamespace();
-  const client = new StatusClient(options.kubeConfig, `palisade-status-aggregator/${options.identity}`);
-  const reader = new KubeClient(options.kubeConfig);
+  const client = new KubeClient(options.kubeConfig, `palisade-status-aggregator/${options.identity}`);
   let run: AggregationRun | undefined;
   const election = new LeaderElection({
     client,
@@ -65,7 +63,7 @@ export function startStatusAggregator(options: StatusAggregatorOptions): StatusA
     leaseDurationSeconds: options.leaseDurationSeconds,
     renewDeadlineSeconds: options.leaseDurationSeconds && Math.max(1, Math.floor((options.leaseDurationSeconds * 2) / 3)),
     onStartedLeading: () => {
-      run = new AggregationRun(client, reader, namespace, options.writesPerSecond ?? 50, options.log);
+      run = new AggregationRun(client, namespace, options.writesPerSecond ?? 50, options.log);
     },
     onStoppedLeading: () => {
       void run?.stop();
@@ -113,18 +111,18 @@ class AggregationRun {
   private readonly backoff = new Backoff();
   private stopped = false;
 
-  private readonly client: StatusClient;
+  private readonly client: KubeClient;
   private readonly log: (line: string) => void;
   private readonly writesPerSecond: number;
 
-  constructor(client: StatusClient, reader: KubeClient, namespace: string, writesPerSecond: number, log: (line: string) => void) {
+  constructor(client: KubeClient, namespace: string, writesPerSecond: number, log: (line: string) => void) {
     this.client = client;
     this.log = log;
     this.writesPerSecond = writesPerSecond;
     this.tokens = writesPerSecond;
     const watch = <T extends KubeObject>(path: string, upsert: (o: T) => void, remove: (o: T) => void, labelSelector?: string) => {
       this.unsynced.add(path);
-      const informer = new Informer<T>(reader, {
+      const informer = new Informer<T>(client, {
         path,
         labelSelector,
         log,

@@ -5,9 +5,8 @@
 // writes are optimistic (resourceVersion), and the leader steps down when it cannot renew
 // within renewDeadlineSeconds, which is shorter than the lease, so two leaders never overlap.
 
-import { ApiError } from "../client.ts";
+import { ApiError, type KubeClient, type ObjectBody } from "../client.ts";
 import type { KubeObject } from "../informer.ts";
-import type { ObjectBody, StatusClient } from "./kube.ts";
 
 export const HEARTBEAT_PERIOD_SECONDS = 20;
 /** A node whose heartbeat Lease is older than this many periods counts as gone. */
@@ -65,7 +64,7 @@ export function readHeartbeat(lease: Lease): { node: string; aliveUntil: number 
 }
 
 export interface LeaderElectionOptions {
-  client: StatusClient;
+  client: KubeClient;
   namespace: string;
   name: string;
   identity: string;

@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { POLICY_KINDS, type Hook, type PolicyKind } from "../../policy/model.ts";
 import type { NodePolicyReason, NodePolicyState, NodeState } from "../node-state.ts";
 import type { KubeObject } from "../informer.ts";
-import type { ObjectBody } from "./kube.ts";
+import type { ObjectBody } from "../client.ts";
 
 export const GROUP = "palisade.dev";
 export const VERSION = "v1alpha1";

@@ -7,8 +7,7 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { NodeState } from "../node-state.ts";
 import { Backoff } from "../informer.ts";
-import { ApiError } from "../client.ts";
-import { StatusClient, type OwnerReference } from "./kube.ts";
+import { ApiError, KubeClient, type OwnerReference } from "../client.ts";
 import { heartbeatLease, HEARTBEAT_PERIOD_SECONDS, leasesPath, statusNamespace } from "./leases.ts";
 import { NODES_PATH, toPalisadeNode } from "./node-object.ts";
 
@@ -28,11 +27,11 @@ export interface NodeStatePublisherOptions {
   /** How often an unchanged state is rewritten anyway (default 600 s, plus up to 20% jitter). */
   resyncSeconds?: number;
   /** A client to share (the scale benchmark runs hundreds of publishers in one process). */
-  client?: StatusClient;
+  client?: KubeClient;
 }
 
 export class NodeStatePublisher {
-  private readonly client: StatusClient;
+  private readonly client: KubeClient;
   private readonly ownsClient: boolean;
   private readonly node: string;
   private readonly namespace: string;
@@ -58,7 +57,7 @@ export class NodeStatePublisher {
   private owner: Promise<OwnerReference[]> | undefined;
 
   constructor(options: NodeStatePublisherOptions) {
-    this.client = options.client ?? new StatusClient(options.kubeConfig, `palisade-agent/${options.node}`);
+    this.client = options.client ?? new KubeClient(options.kubeConfig, `palisade-agent/${options.node}`);
     this.ownsClient = !options.client;
     this.node = options.node;
     this.namespace = options.namespace ?? statusNamespace();

@@ -32,7 +32,7 @@ export interface ClusterStatus {
 
 export async function readClusterStatus(options: { kubeconfig?: string; namespace?: string }): Promise<ClusterStatus> {
   const client = new KubeClient(loadKubeConfig(options.kubeconfig));
-  const list = async <T>(path: string, query = {}) => (await client.getJson<{ items: T[] }>(path, query)).items;
+  const list = async <T>(path: string, query = {}) => (await client.get<{ items: T[] }>(path, query)).items;
   const policies: PolicyView[] = [];
   for (const [kind, plural] of [
     ["TracingPolicy", "tracingpolicies"],
