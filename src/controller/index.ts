@@ -110,7 +110,10 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
   const reconcileOnce = () => {
     const began = performance.now();
     const result = reconciler.reconcile((plan) => core.enforce(plan));
-    for (const f of result.failed) log(`${f.key}: not applied (what was in force stays in force): ${f.message}`);
+    for (const f of result.failed) {
+      core.outputs.policyRejected();
+      log(`${f.key}: not applied (what was in force stays in force): ${f.message}`);
+    }
     if (result.plan) {
       log(`enforcing ${describePlan(result.plan)} (${result.reconciled.length} object${result.reconciled.length === 1 ? "" : "s"} changed; applied in ${(performance.now() - began).toFixed(1)} ms)`);
     }
@@ -157,7 +160,10 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
     // The first plan goes in with the pods already classified: scoped rules hold from the start.
     const first = scan();
     const result = reconciler.reconcile((plan) => core.enforce(plan, first.workloads));
-    for (const f of result.failed) log(`${f.key}: not applied: ${f.message}`);
+    for (const f of result.failed) {
+      core.outputs.policyRejected();
+      log(`${f.key}: not applied: ${f.message}`);
+    }
     if (!core.enforcer) throw new Error("the first plan could not be put in force");
     lastWorkloads = first.digest;
     log(classified(first.workloads.size));
@@ -174,6 +180,7 @@ export function startKubernetesAgent(options: KubernetesAgentOptions): Kubernete
     workloadRound.cancel();
     cgroupWatch.close();
     await Promise.all(all.map((i) => i.stop()));
+    client.close();
     await Promise.all([reporter.close(), publisher.close(), aggregator.stop()]);
     await core.close();
   });
