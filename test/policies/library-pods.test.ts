@@ -11,50 +11,31 @@
 // host it would kill every shell on this shared machine, so it is applied last, only once
 // the other three have shown that the host is out of reach.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Enforcer } from "../../src/enforcer/index.ts";
-import { cgroup2Root } from "../../src/enforcer/system.ts";
 import { ROOT } from "../support/cli.ts";
 import { startCluster, type Cluster } from "../e2e/kube/cluster.ts";
+import { AgentProcess, execIn, PodCgroups } from "../e2e/kube/pods.ts";
 
 const PIN_DIR = "/sys/fs/bpf/palisade-test-library-pods";
-const run = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-const NODE = `node-${run}`;
+const NODE = `node-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const dir = mkdtempSync(join(tmpdir(), "palisade-library-pods-"));
 const eventsFile = join(dir, "events.jsonl");
 const aptGet = join(dir, "apt-get"); // a copy of true(1) named like a package manager
 
 let cluster: Cluster;
-let cgroupRoot: string;
-let agent: ChildProcess | undefined;
-let log = "";
+let cgroups: PodCgroups | undefined;
+const agent = new AgentProcess();
 let listener: Server;
 let listenerPort = 0;
-const made: string[] = [];
 /** Container cgroups: `restricted` carries the pod-egress opt-in label, `plain` does not. */
 const pods: Record<"restricted" | "plain", string> = { restricted: "", plain: "" };
 
-async function waitForLog(pattern: RegExp, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(log)) {
-    if (Date.now() > deadline || agent?.exitCode != null) throw new Error(`agent never logged ${pattern}; log:\n${log}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 const applyLibrary = (name: string) => cluster.kubectl(["apply", "-f", join(ROOT, "policies", `${name}.yaml`)]);
-
-/** Runs a command in a container's cgroup, or on the host (cgroup undefined). */
-function runIn(cgroup: string | undefined, argv: string[]) {
-  const exec = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
-  const script = cgroup ? `echo $$ > "${cgroup}/cgroup.procs" && exec ${exec}` : `exec ${exec}`;
-  return spawnSync("/bin/sh", ["-c", script], { encoding: "utf8", timeout: 15_000 });
-}
 
 /** Connects to host:port from a process in `cgroup`: "connected", "timeout" or the error code. */
 function connectFrom(cgroup: string | undefined, host: string, port: number): string {
@@ -62,7 +43,7 @@ function connectFrom(cgroup: string | undefined, host: string, port: number): st
     s.setTimeout(1500, () => { console.log("timeout"); process.exit(); });
     s.on("connect", () => { console.log("connected"); process.exit(); });
     s.on("error", (e) => { console.log(e.code); process.exit(); });`;
-  const result = runIn(cgroup, [process.execPath, "-e", script]);
+  const result = execIn(cgroup, [process.execPath, "-e", script]);
   return result.stdout.trim() || `no output: ${result.stderr}`;
 }
 
@@ -78,26 +59,9 @@ const eventOf = (pid: number) => expect.poll(() => events().find((e) => e.proces
 
 const kubectlApply = (object: unknown) => cluster.kubectl(["apply", "-f", "-"], { input: JSON.stringify(object) });
 
-/** A Pod bound to the agent's node, running, with its container's cgroup (systemd layout). */
-async function makePod(name: string, labels: Record<string, string>): Promise<string> {
-  await kubectlApply({
-    apiVersion: "v1", kind: "Pod", metadata: { namespace: "shop", name, labels },
-    spec: { nodeName: NODE, containers: [{ name: "app", image: "registry.example/app:1" }] },
-  });
-  const uid = (await cluster.kubectl(["get", "pod", "-n", "shop", name, "-o", "jsonpath={.metadata.uid}"])).stdout;
-  const containerId = Array.from({ length: 64 }, () => "0123456789abcdef"[Math.floor(Math.random() * 16)]).join("");
-  const podDir = join(cgroupRoot, "kubepods.slice", "kubepods-besteffort.slice", `kubepods-besteffort-pod${uid.replaceAll("-", "_")}.slice`);
-  const cgroup = join(podDir, `cri-containerd-${containerId}.scope`);
-  mkdirSync(cgroup, { recursive: true });
-  made.push(cgroup, podDir);
-  await cluster.kubectl(["patch", "pod", "-n", "shop", name, "--subresource=status", "--type=merge", "-p", JSON.stringify({
-    status: {
-      phase: "Running", qosClass: "BestEffort",
-      containerStatuses: [{ name: "app", image: "registry.example/app:1", imageID: "", containerID: `containerd://${containerId}`, ready: true, restartCount: 0, state: { running: {} } }],
-    },
-  })]);
-  return cgroup;
-}
+/** A Pod in "shop" bound to the agent's node, running; returns its container's cgroup (systemd layout). */
+const makePod = async (name: string, labels: Record<string, string>) =>
+  (await cgroups!.makePod(cluster, { namespace: "shop", name, node: NODE, labels })).cgroup;
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error("the library pod tests need root (CAP_BPF, CAP_SYS_ADMIN): run them as root");
@@ -106,11 +70,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
   listenerPort = (listener.address() as { port: number }).port;
 
-  const root = cgroup2Root();
-  if (!root) throw new Error("no cgroup v2 hierarchy mounted");
-  cgroupRoot = join(root, `palisade-test-library-${run}`);
-  mkdirSync(cgroupRoot);
-  made.push(join(cgroupRoot, "kubepods.slice", "kubepods-besteffort.slice"), join(cgroupRoot, "kubepods.slice"), cgroupRoot);
+  cgroups = new PodCgroups("library");
 
   cluster = await startCluster();
   await cluster.kubectl(["apply", "-f", join(ROOT, "api", "crds")]);
@@ -122,41 +82,29 @@ beforeAll(async () => {
   pods.plain = await makePod("batch", { app: "batch" });
   for (const name of ["package-managers", "cloud-metadata", "pod-egress"]) await applyLibrary(name);
 
-  agent = spawn(join(ROOT, "bin", "palisade"), [
-    "run", "--kubernetes", "--kubeconfig", cluster.kubeconfig, "--node", NODE, "--cgroup-root", cgroupRoot,
+  agent.start([
+    "run", "--kubernetes", "--kubeconfig", cluster.kubeconfig, "--node", NODE, "--cgroup-root", cgroups.root,
     "--pin-dir", PIN_DIR, "--events-file", eventsFile, "--no-metrics", "--no-observe",
-  ], { stdio: ["ignore", "ignore", "pipe"] });
-  agent.stderr!.setEncoding("utf8").on("data", (d: string) => (log += d));
-  await waitForLog(/enforcing plan [0-9a-f]{12}: 3 policies,/);
+  ]);
+  await agent.waitForLog(/enforcing plan [0-9a-f]{12}: 3 policies,/, 0, 60_000);
 }, 240_000);
 
 afterAll(async () => {
-  if (agent && agent.exitCode === null) {
-    const exited = new Promise((resolve) => agent!.once("exit", resolve));
-    agent.kill("SIGTERM");
-    await exited;
-  }
+  await agent.stop();
   Enforcer.removePinned(PIN_DIR);
   listener?.close();
   await cluster?.stop();
-  // Deepest first: a cgroup directory goes only once its children have.
-  for (const d of [...new Set(made)].sort((a, b) => b.length - a.length)) {
-    try {
-      if (existsSync(d)) rmdirSync(d);
-    } catch {
-      // a process still inside: the kernel removes it with the last one
-    }
-  }
+  cgroups?.remove();
 }, 60_000);
 
 describe("the library's pod-scoped policies, as shipped, in pods", () => {
   it("package-managers: stopped in a pod, not on the host", async () => {
     // The selector's pods are resolved from the API server: poll until the pod is in scope.
-    await expect.poll(() => runIn(pods.plain, [aptGet, "install"]).signal, { timeout: 30_000, interval: 200 }).toBe("SIGKILL");
-    const inPod = runIn(pods.plain, [aptGet, "install", "nmap"]);
+    await expect.poll(() => execIn(pods.plain, [aptGet, "install"]).signal, { timeout: 30_000, interval: 200 }).toBe("SIGKILL");
+    const inPod = execIn(pods.plain, [aptGet, "install", "nmap"]);
     expect(inPod.signal).toBe("SIGKILL");
     await eventOf(inPod.pid).toMatchObject({ action: "killed", policy: "package-managers", rule: "package-manager-exec", k8s: { namespace: "shop", pod: "batch" } });
-    expect(runIn(undefined, [aptGet, "install"]).status).toBe(0);
+    expect(execIn(undefined, [aptGet, "install"]).status).toBe(0);
   });
 
   it("cloud-metadata: a pod's connection to 169.254.169.254 fails with EPERM, the host's does not", () => {
@@ -173,14 +121,14 @@ describe("the library's pod-scoped policies, as shipped, in pods", () => {
   });
 
   it("container-shells: a shell in a pod is killed, the host's shells run", async () => {
-    const mark = log.length;
+    const mark = agent.log.length;
     await applyLibrary("container-shells");
-    await expect.poll(() => /enforcing plan [0-9a-f]{12}: 4 policies,/.test(log.slice(mark)), { timeout: 30_000 }).toBe(true);
-    const inPod = runIn(pods.restricted, ["/bin/sh", "-c", "echo ran"]);
+    await expect.poll(() => /enforcing plan [0-9a-f]{12}: 4 policies,/.test(agent.log.slice(mark)), { timeout: 30_000 }).toBe(true);
+    const inPod = execIn(pods.restricted, ["/bin/sh", "-c", "echo ran"]);
     expect(inPod.signal).toBe("SIGKILL");
     expect(inPod.stdout).toBe("");
     await eventOf(inPod.pid).toMatchObject({ action: "killed", policy: "container-shells", rule: "shell-exec", k8s: { namespace: "shop", pod: "api" } });
-    const onHost = runIn(undefined, ["/bin/sh", "-c", "echo ran"]);
+    const onHost = execIn(undefined, ["/bin/sh", "-c", "echo ran"]);
     expect(onHost.stdout).toBe("ran\n");
   });
 });

@@ -54,6 +54,9 @@ export interface Cluster {
   kubectl(args: string[], options?: KubectlOptions): Promise<KubectlResult>;
   /** A kubeconfig for `user` in `groups`, with no permissions unless RBAC grants some. */
   makeUserKubeconfig(user: string, groups?: string[]): Promise<string>;
+  /** A kubeconfig holding a token of ServiceAccount `namespace/name` (TokenRequest, one
+   *  hour), as the kubelet would project it into a pod: the account's RBAC, nothing more. */
+  makeServiceAccountKubeconfig(namespace: string, name: string): Promise<string>;
   /** Stops the apiserver (SIGTERM, or SIGKILL for a crash) and starts it again on the
    *  same port with the same etcd: clients see the connection drop and watches end. */
   restartApiServer(options?: { signal?: "SIGTERM" | "SIGKILL" }): Promise<void>;
@@ -493,13 +496,25 @@ async function startOnce(binaries: Binaries, options: StartOptions): Promise<Clu
       return file;
     };
 
+    const makeServiceAccountKubeconfig = async (namespace: string, name: string) => {
+      const token = (await kubectl(["-n", namespace, "create", "token", name, "--duration=1h"])).stdout.trim();
+      const file = join(dir, `sa-${++users}.kubeconfig`);
+      await writeFile(file, JSON.stringify({
+        apiVersion: "v1", kind: "Config", "current-context": "sa",
+        clusters: [{ name: "palisade-e2e", cluster: { server, "certificate-authority": join(dir, "ca.crt") } }],
+        users: [{ name: "sa", user: { token } }],
+        contexts: [{ name: "sa", context: { cluster: "palisade-e2e", user: "sa" } }],
+      }), { mode: 0o600 });
+      return file;
+    };
+
     const restartApiServer = async (opts: { signal?: "SIGTERM" | "SIGKILL" } = {}) => {
       await apiserver.stop(opts.signal ?? "SIGTERM");
       await apiserver.start();
       await waitReady();
     };
 
-    return { kubeconfig, server, caFile: join(dir, "ca.crt"), dir, binaries, startMillis, kubectl, makeUserKubeconfig, restartApiServer, stop };
+    return { kubeconfig, server, caFile: join(dir, "ca.crt"), dir, binaries, startMillis, kubectl, makeUserKubeconfig, makeServiceAccountKubeconfig, restartApiServer, stop };
   } catch (err) {
     await stop();
     throw err;

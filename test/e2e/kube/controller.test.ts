@@ -7,19 +7,17 @@
 // and starts real processes inside them (their pid written to cgroup.procs). Policies and
 // their edits go through kubectl, as a user's would. Needs root and BPF.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, existsSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Enforcer } from "../../../src/enforcer/index.ts";
-import { cgroup2Root } from "../../../src/enforcer/system.ts";
 import { startCluster, type Cluster } from "./cluster.ts";
+import { AgentProcess, outcomeIn, PodCgroups, type TestPod } from "./pods.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
 const PIN_DIR = "/sys/fs/bpf/palisade-test-b1-controller";
-const run = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-const NODE = `node-${run}`;
+const NODE = `node-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const dir = mkdtempSync(join(tmpdir(), "palisade-controller-"));
 const eventsFile = join(dir, "events.jsonl");
 // Copies of id(1): exec'ing them is what the policies forbid.
@@ -28,58 +26,22 @@ const forbidden2 = join(dir, "forbidden2");
 const forbidden3 = join(dir, "forbidden3");
 
 let cluster: Cluster;
-let cgroupRoot: string;
-let agent: ChildProcess | undefined;
-let log = "";
-const made: string[] = [];
-
-interface TestPod {
-  namespace: string;
-  name: string;
-  uid: string;
-  containerId: string;
-  /** The container's cgroup directory: processes are put there. */
-  cgroup: string;
-}
+let cgroups: PodCgroups | undefined;
+const agent = new AgentProcess();
 const pods: Record<string, TestPod> = {};
 
 function startAgent(extra: string[] = []): void {
-  const child = spawn(join(ROOT, "bin", "palisade"), [
-    "run", "--kubernetes", "--kubeconfig", cluster.kubeconfig, "--node", NODE, "--cgroup-root", cgroupRoot,
+  agent.start([
+    "run", "--kubernetes", "--kubeconfig", cluster.kubeconfig, "--node", NODE, "--cgroup-root", cgroups!.root,
     "--pin-dir", PIN_DIR, "--events-file", eventsFile, "--no-metrics", "--no-observe", ...extra,
-  ], { stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => (log += d));
-  agent = child;
+  ]);
 }
-
-async function stopAgent(): Promise<void> {
-  const child = agent;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  await exited;
-}
-
-async function waitForLog(pattern: RegExp, after = 0, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(log.slice(after))) {
-    if (Date.now() > deadline || agent?.exitCode != null) throw new Error(`agent never logged ${pattern}; log:\n${log.slice(after)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** Runs `binary` in `cgroup` (a pod's container) or, without one, on the host; returns how it ended. */
-function runIn(cgroup: string | undefined, binary: string): "killed" | "ran" {
-  const script = cgroup ? `echo $$ > "${cgroup}/cgroup.procs" && exec "${binary}"` : `exec "${binary}"`;
-  const result = spawnSync("/bin/sh", ["-c", script], { encoding: "utf8" });
-  if (result.signal === "SIGKILL") return "killed";
-  if (result.status !== 0) throw new Error(`${binary} in ${cgroup ?? "the host"}: exit ${result.status}, ${result.stderr}`);
-  return "ran";
-}
+const stopAgent = () => agent.stop();
+const waitForLog = (pattern: RegExp, after = 0) => agent.waitForLog(pattern, after);
 
 /** Polls until running `binary` in `cgroup` ends as `outcome` (a change has reached the kernel). */
 const eventually = (cgroup: string | undefined, binary: string, outcome: "killed" | "ran") =>
-  expect.poll(() => runIn(cgroup, binary), { timeout: 20_000, interval: 100 }).toBe(outcome);
+  expect.poll(() => outcomeIn(cgroup, binary), { timeout: 20_000, interval: 100 }).toBe(outcome);
 
 const events = () => (existsSync(eventsFile) ? readFileSync(eventsFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)) : []);
 
@@ -97,37 +59,14 @@ function tracingPolicy(name: string, binary: string, selector?: unknown) {
 
 const PROD_API = { namespaceSelector: { matchLabels: { env: "prod" } }, podSelector: { matchLabels: { app: "api" } } };
 
-/** A Pod object bound to the agent's node, its container's ID in its status, and its cgroups on this host. */
-async function makePod(namespace: string, name: string, layout: "systemd" | "cgroupfs"): Promise<TestPod> {
-  await kubectlApply({
-    apiVersion: "v1", kind: "Pod", metadata: { namespace, name, labels: { app: "api" } },
-    spec: { nodeName: NODE, containers: [{ name: "app", image: "registry.example/app:1" }] },
-  });
-  const uid = (await cluster.kubectl(["get", "pod", "-n", namespace, name, "-o", "jsonpath={.metadata.uid}"])).stdout;
-  const containerId = Array.from({ length: 64 }, () => "0123456789abcdef"[Math.floor(Math.random() * 16)]).join("");
-  const podDir = layout === "systemd"
-    ? join(cgroupRoot, "kubepods.slice", "kubepods-besteffort.slice", `kubepods-besteffort-pod${uid.replaceAll("-", "_")}.slice`)
-    : join(cgroupRoot, "kubepods", "besteffort", `pod${uid}`);
-  const cgroup = join(podDir, layout === "systemd" ? `cri-containerd-${containerId}.scope` : containerId);
-  mkdirSync(cgroup, { recursive: true });
-  made.push(cgroup, podDir);
-  await cluster.kubectl(["patch", "pod", "-n", namespace, name, "--subresource=status", "--type=merge", "-p", JSON.stringify({
-    status: {
-      phase: "Running", qosClass: "BestEffort",
-      containerStatuses: [{ name: "app", image: "registry.example/app:1", imageID: "", containerID: `containerd://${containerId}`, ready: true, restartCount: 0, state: { running: {} } }],
-    },
-  })]);
-  return { namespace, name, uid, containerId, cgroup };
-}
+/** A Pod object labelled app=api, bound to the agent's node, and its container's cgroup on this host. */
+const makePod = (namespace: string, name: string, layout: "systemd" | "cgroupfs") =>
+  cgroups!.makePod(cluster, { namespace, name, node: NODE, labels: { app: "api" }, layout });
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error("the controller e2e test needs root (CAP_BPF, CAP_SYS_ADMIN): run it as root");
   for (const f of [forbidden, forbidden2, forbidden3]) copyFileSync("/usr/bin/id", f);
-  const root = cgroup2Root();
-  if (!root) throw new Error("no cgroup v2 hierarchy mounted");
-  cgroupRoot = join(root, `palisade-test-b1-${run}`);
-  mkdirSync(cgroupRoot);
-  made.push(join(cgroupRoot, "kubepods.slice", "kubepods-besteffort.slice"), join(cgroupRoot, "kubepods.slice"), join(cgroupRoot, "kubepods", "besteffort"), join(cgroupRoot, "kubepods"), cgroupRoot);
+  cgroups = new PodCgroups("b1");
 
   cluster = await startCluster();
   await cluster.kubectl(["apply", "-f", join(ROOT, "api", "crds")]);
@@ -151,14 +90,7 @@ afterAll(async () => {
   await stopAgent();
   Enforcer.removePinned(PIN_DIR);
   await cluster?.stop();
-  // Deepest first: a cgroup directory goes only once its children have.
-  for (const d of [...new Set(made)].sort((a, b) => b.length - a.length)) {
-    try {
-      if (existsSync(d)) rmdirSync(d);
-    } catch {
-      // a process still inside: the kernel removes it with the last one
-    }
-  }
+  cgroups?.remove();
 }, 60_000);
 
 describe("palisade run --kubernetes", () => {
@@ -185,8 +117,8 @@ describe("palisade run --kubernetes", () => {
   });
 
   it("leaves an unselected pod and the host alone", () => {
-    expect(runIn(pods.dev!.cgroup, forbidden)).toBe("ran");
-    expect(runIn(undefined, forbidden)).toBe("ran");
+    expect(outcomeIn(pods.dev!.cgroup, forbidden)).toBe("ran");
+    expect(outcomeIn(undefined, forbidden)).toBe("ran");
   });
 
   it("follows label changes: a namespace that comes to match is enforced", async () => {
@@ -197,7 +129,7 @@ describe("palisade run --kubernetes", () => {
   });
 
   it("refuses an invalid policy with its field path and CEL position, and the others still update", async () => {
-    const mark = log.length;
+    const mark = agent.log.length;
     const bad = tracingPolicy("broken", forbidden3);
     bad.spec.rules[0]!.match = `process.binnary == "${forbidden3}"`;
     await kubectlApply(bad);
@@ -210,7 +142,7 @@ describe("palisade run --kubernetes", () => {
     // Another policy applied after it is in force; the broken one never is.
     await kubectlApply(tracingPolicy("host-too", forbidden2));
     await eventually(undefined, forbidden2, "killed");
-    expect(runIn(undefined, forbidden3)).toBe("ran");
+    expect(outcomeIn(undefined, forbidden3)).toBe("ran");
     await eventually(pods.prod!.cgroup, forbidden, "killed");
   });
 
@@ -218,7 +150,7 @@ describe("palisade run --kubernetes", () => {
     const edited = tracingPolicy("host-too", forbidden3);
     await kubectlApply(edited);
     await eventually(undefined, forbidden3, "killed");
-    expect(runIn(undefined, forbidden2)).toBe("ran");
+    expect(outcomeIn(undefined, forbidden2)).toBe("ran");
     await expect.poll(() => status("host-too"), { timeout: 20_000, interval: 250 }).toMatchObject({
       observedGeneration: 2,
       conditions: expect.arrayContaining([expect.objectContaining({ type: "Ready", status: "True", observedGeneration: 2 })]),
@@ -229,8 +161,8 @@ describe("palisade run --kubernetes", () => {
     const namespaced = { ...tracingPolicy("lab-only", forbidden2), kind: "TracingPolicyNamespaced", metadata: { name: "lab-only", namespace: "lab" } };
     await kubectlApply(namespaced);
     await eventually(pods.dev!.cgroup, forbidden2, "killed");
-    expect(runIn(pods.prod!.cgroup, forbidden2)).toBe("ran");
-    expect(runIn(undefined, forbidden2)).toBe("ran");
+    expect(outcomeIn(pods.prod!.cgroup, forbidden2)).toBe("ran");
+    expect(outcomeIn(undefined, forbidden2)).toBe("ran");
     await cluster.kubectl(["delete", "tracingpolicynamespaced", "-n", "lab", "lab-only"]);
     await eventually(pods.dev!.cgroup, forbidden2, "ran");
   });
@@ -238,15 +170,15 @@ describe("palisade run --kubernetes", () => {
   it("takes a deleted policy's rule out of the kernel", async () => {
     await cluster.kubectl(["delete", "tracingpolicy", "host-too", "broken"]);
     await eventually(undefined, forbidden3, "ran");
-    expect(runIn(pods.prod!.cgroup, forbidden)).toBe("killed");
+    expect(outcomeIn(pods.prod!.cgroup, forbidden)).toBe("killed");
   });
 
   it("recovers its watches when the API server restarts, and later changes reach the kernel", async () => {
-    const mark = log.length;
+    const mark = agent.log.length;
     await cluster.restartApiServer({ signal: "SIGKILL" });
     await kubectlApply(tracingPolicy("after-restart", forbidden2));
     await eventually(undefined, forbidden2, "killed");
-    expect(log.slice(mark)).toMatch(/watch .*retrying|watch .*listing again/);
+    expect(agent.log.slice(mark)).toMatch(/watch .*retrying|watch .*listing again/);
     // Pods too: a pod created after the restart is classified, and unclassified once deleted.
     pods.late = await makePod("shop", "late", "systemd");
     await eventually(pods.late.cgroup, forbidden, "killed");
@@ -257,15 +189,15 @@ describe("palisade run --kubernetes", () => {
   it("keeps the rules in force across an agent restart, and is right afterwards", async () => {
     await stopAgent();
     // Stopped with --keep-attached: the kernel still enforces what was in force.
-    expect(runIn(pods.prod!.cgroup, forbidden)).toBe("killed");
-    expect(runIn(undefined, forbidden2)).toBe("killed");
+    expect(outcomeIn(pods.prod!.cgroup, forbidden)).toBe("killed");
+    expect(outcomeIn(undefined, forbidden2)).toBe("killed");
     // Changed while no agent runs: the next one must catch up.
     await cluster.kubectl(["delete", "tracingpolicy", "after-restart"]);
-    const mark = log.length;
+    const mark = agent.log.length;
     startAgent();
     await waitForLog(/enforcing plan [0-9a-f]{12}: 1 policy, 1 rule on node/, mark);
     await eventually(undefined, forbidden2, "ran");
-    expect(runIn(pods.prod!.cgroup, forbidden)).toBe("killed");
-    expect(runIn(pods.dev!.cgroup, forbidden)).toBe("ran");
+    expect(outcomeIn(pods.prod!.cgroup, forbidden)).toBe("killed");
+    expect(outcomeIn(pods.dev!.cgroup, forbidden)).toBe("ran");
   });
 });

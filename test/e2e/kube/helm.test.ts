@@ -636,16 +636,7 @@ describe("the chart, judged by a real kube-apiserver", () => {
       const node = "node-ds";
       const work = mkdtempSync(join(scratch, "agent-"));
       const pinDir = `/sys/fs/bpf/palisade-test-d1-${process.pid}`;
-      const token = (await cluster.kubectl(["-n", ns, "create", "token", FULLNAME, "--duration=1h"])).stdout.trim();
-      const kubeconfig = join(work, "kubeconfig");
-      writeFileSync(kubeconfig, JSON.stringify({
-        apiVersion: "v1",
-        kind: "Config",
-        clusters: [{ name: "c", cluster: { server: cluster.server, "certificate-authority": cluster.caFile } }],
-        users: [{ name: "agent", user: { token } }],
-        contexts: [{ name: "agent", context: { cluster: "c", user: "agent" } }],
-        "current-context": "agent",
-      }));
+      const kubeconfig = await cluster.makeServiceAccountKubeconfig(ns, FULLNAME);
       const fieldRefs: Record<string, string> = { "spec.nodeName": node, "metadata.namespace": ns };
       const env: Record<string, string> = { KUBECONFIG: kubeconfig };
       for (const e of container.env as { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }[]) {
