@@ -47,6 +47,12 @@ const getJson = async (...args: string[]) => JSON.parse((await cluster.kubectl([
 /** `kubectl` with the ServiceAccount's token: its exit code and stderr. */
 const asAgent = (...args: string[]) => cluster.kubectl([...args], { kubeconfig: saKubeconfig, check: false });
 
+/** The fail count of the PolicyReport of pod shop/api. */
+async function podFails(): Promise<number> {
+  const reports = (await getJson("policyreports", "-n", "shop")).items as { scope?: { name?: string }; summary?: { fail?: number } }[];
+  return reports.filter((r) => r.scope?.name === "api").reduce((n, r) => n + (r.summary?.fail ?? 0), 0);
+}
+
 /** The chart as `helm template` renders it with its defaults, for release RELEASE in NAMESPACE. */
 async function renderChart(helm: string, kubeVersion: string): Promise<{ kind: string; metadata: { name: string } }[]> {
   const result = spawnSync(helm, ["template", RELEASE, join(ROOT, "charts", "palisade"), "-n", NAMESPACE, "--kube-version", kubeVersion, "--set", "image.repository=registry.example.com/palisade"], { encoding: "utf8" });
@@ -119,10 +125,7 @@ describe("palisade run --kubernetes with the chart's RBAC only", () => {
     // The node's own state object.
     expect((await getJson("palisadenode", NODE)).metadata.name).toBe(NODE);
     // The pod's PolicyReport shows the kill as a fail.
-    await expect.poll(async () => {
-      const reports = (await getJson("policyreports", "-n", "shop")).items as { scope?: { name?: string }; summary?: { fail?: number } }[];
-      return reports.filter((r) => r.scope?.name === "api").reduce((n, r) => n + (r.summary?.fail ?? 0), 0);
-    }, { timeout: 30_000, interval: 500 }).toBeGreaterThan(0);
+    await expect.poll(podFails, { timeout: 30_000, interval: 500 }).toBeGreaterThan(0);
 
     expect(agent.log.split("\n").filter((line) => /forbidden|\b403\b/i.test(line))).toEqual([]);
   });
@@ -144,5 +147,14 @@ describe("palisade run --kubernetes with the chart's RBAC only", () => {
     expect(specEdit.stderr).toMatch(/Forbidden.*cannot patch resource "tracingpolicies"/);
     // The refused deletion left the policy in force.
     expect(outcomeIn(pod.cgroup, denied)).toBe("killed");
+  });
+
+  it("takes a policy deleted with kubectl out of the kernel and out of the pod's PolicyReport, still never refused", async () => {
+    onTestFailed(() => console.error(`agent log:\n${agent.log}`));
+    await cluster.kubectl(["delete", "tracingpolicy", "no-denied-in-prod"]);
+    await expect.poll(() => outcomeIn(pod.cgroup, denied), { timeout: 30_000, interval: 100 }).toBe("ran");
+    // Pruning lists the node's reports cluster-wide and patches the result away.
+    await expect.poll(podFails, { timeout: 30_000, interval: 500 }).toBe(0);
+    expect(agent.log.split("\n").filter((line) => /forbidden|\b403\b/i.test(line))).toEqual([]);
   });
 });
