@@ -150,6 +150,8 @@ struct {
 	__type(value, struct pal_args);
 } pal_args SEC(".maps");
 
+/* Events for the agent. Its size here is the object's own; the agent sets it before loading
+ * (DEFAULT_EVENT_BUFFER_BYTES in src/enforcer/index.ts, 16 MiB). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 * 1024 * 1024);

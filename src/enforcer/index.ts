@@ -33,6 +33,13 @@ export { capabilitiesOf, describeActions } from "./probe.ts";
 export { decodeRecord, toEnforcerEvent, type EnforcerEvent, type KernelRecord } from "./events.ts";
 
 export const DEFAULT_PIN_DIR = "/sys/fs/bpf/palisade";
+/**
+ * The kernel's event ring buffer. 4 MiB (some 4,000 records of a few hundred bytes to
+ * 2 KiB) overflowed at 20,000 events/s whenever the agent's thread was starved for a
+ * fraction of a second (BENCHMARKS.md); 16 MiB rides out four times as long. Kernel memory,
+ * mapped into the agent: its pages count in the agent's RSS once records touched them.
+ */
+export const DEFAULT_EVENT_BUFFER_BYTES = 16 * 2 ** 20;
 
 export interface EnforcerOptions {
   /** Where maps and links are pinned; a restarted agent finds them there. */
@@ -51,6 +58,11 @@ export interface EnforcerOptions {
   node?: string;
   /** Do not keep the process alive for events. */
   unrefEvents?: boolean;
+  /**
+   * Size of the event ring buffer (a power of two, at least a page; default
+   * DEFAULT_EVENT_BUFFER_BYTES). Maps taken over from a previous agent keep their size.
+   */
+  eventBufferBytes?: number;
   /** Override the probed capabilities (tests). */
   capabilities?: Capabilities;
   /**
@@ -139,6 +151,8 @@ export class Enforcer {
   /** Plans by the low 32 bits of the flip counter at which they became active. */
   private readonly plans = new Map<number, KernelPlan>();
   private readonly node: string;
+  /** The event ring buffer's size in force: as asked, or a taken-over map's own. */
+  readonly eventBufferBytes: number;
   private started = false;
   private closed = false;
   /** Classified cgroups, as last given to setWorkloads. */
@@ -151,6 +165,10 @@ export class Enforcer {
     this.pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
     this.cgroupRoot = options.cgroupRoot ?? cgroup2Root();
     this.node = options.node ?? hostname();
+    const eventBufferBytes = options.eventBufferBytes ?? DEFAULT_EVENT_BUFFER_BYTES;
+    if (!Number.isInteger(eventBufferBytes) || eventBufferBytes < 4096 || (eventBufferBytes & (eventBufferBytes - 1)) !== 0 || eventBufferBytes > 2 ** 30) {
+      throw new Error(`event ring buffer size ${eventBufferBytes}: must be a power of two from 4096 (a page) to 1 GiB`);
+    }
     const probed = probe();
     const n = native();
 
@@ -188,7 +206,7 @@ export class Enforcer {
       });
       const programs = [...new Set(specs.map((s) => s.program))];
       try {
-        obj = new n.BpfObject(bpfObjectPath(OBJECT_FLAVOURS[flavour]!), { pinDir: this.pinDir, reuseMaps: reuse, programs });
+        obj = new n.BpfObject(bpfObjectPath(OBJECT_FLAVOURS[flavour]!), { pinDir: this.pinDir, reuseMaps: reuse, programs, maxEntries: { pal_events: eventBufferBytes } });
       } catch (e) {
         const error = e as BpfError;
         const text = `${error.message}\n${error.libbpfLog ?? ""}`;
@@ -225,6 +243,7 @@ export class Enforcer {
     this.obj = obj;
     this.reusedMaps = reuse;
     this.fd = Object.fromEntries(obj.maps().map((m) => [m.name, m.fd]));
+    this.eventBufferBytes = obj.maps().find((m) => m.name === "pal_events")!.maxEntries;
 
     const config = n.mapLookup(this.fd.pal_config!, u32(0), CONFIG_SIZE)!;
     const current = unpackConfig(config);
@@ -526,13 +545,13 @@ export class Enforcer {
 
   private startEvents(onEvent: (e: EnforcerEvent) => void, onError?: (e: Error) => void, unref?: boolean): void {
     const n = native();
-    this.obj.startEvents("pal_events", (records) => {
+    this.obj.startEvents("pal_events", (bytes, ends) => {
       // bpf_ktime_get_boot_ns() to wall-clock time
       const bootNow = n.bootTimeNs();
       const wallNow = Date.now();
-      for (const raw of records) {
+      for (let i = 0, start = 0; i < ends.length; start = ends[i++]!) {
         try {
-          const record = decodeRecord(raw);
+          const record = decodeRecord(bytes.subarray(start, ends[i]));
           const time = new Date(wallNow - Number(bootNow - record.bootTimeNs) / 1e6);
           const workload = record.workloadId === undefined ? undefined : this.workloads.get(record.workloadId);
           const out = toEnforcerEvent(record, this.plans.get(record.seq), { node: this.node, time, ...(workload && { workload }) });

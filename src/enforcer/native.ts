@@ -51,7 +51,8 @@ export interface BpfObject {
   attach(specs: AttachSpec[]): LinkInfo[];
   links(): LinkInfo[];
   detach(): void;
-  startEvents(map: string, onRecords: (records: Buffer[]) => void, options?: { unref?: boolean }): void;
+  /** Each call: one batch of records, back to back in `bytes`, record i ending at ends[i]. */
+  startEvents(map: string, onRecords: (bytes: Buffer, ends: Uint32Array) => void, options?: { unref?: boolean }): void;
   stopEvents(): void;
   close(options?: { detach?: boolean; unpinMaps?: boolean }): void;
 }
@@ -63,7 +64,8 @@ export interface ProbeAttempt {
 }
 
 export interface Native {
-  BpfObject: new (path: string, options?: { pinDir?: string; reuseMaps?: boolean; programs?: string[] }) => BpfObject;
+  /** maxEntries: sizes set before loading, by map name (a pinned map taken over keeps its own). */
+  BpfObject: new (path: string, options?: { pinDir?: string; reuseMaps?: boolean; programs?: string[]; maxEntries?: Record<string, number> }) => BpfObject;
   mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags?: number): void;
   mapUpdateMany(fd: number, keys: Uint8Array, values: Uint8Array, keySize: number, valueSize: number, options?: { batch?: boolean; flags?: number }): number;
   mapDeleteMany(fd: number, keys: Uint8Array, keySize: number): number;

@@ -171,7 +171,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                        });
   }
 
-  // new BpfObject(objectPath, { pinDir?, reuseMaps?: boolean, programs?: string[] })
+  // new BpfObject(objectPath, { pinDir?, reuseMaps?: boolean, programs?: string[], maxEntries?: { [map]: number } })
   explicit BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObject>(info) {
     Napi::Env env = info.Env();
     std::string path = ArgString(info, 0);
@@ -196,6 +196,34 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
         bool keep = false;
         for (const std::string& n : names) keep = keep || n == bpf_program__name(prog);
         bpf_program__set_autoload(prog, keep);
+      }
+    }
+    if (opts.Has("maxEntries") && opts.Get("maxEntries").IsObject()) {
+      Napi::Object sizes = opts.Get("maxEntries").As<Napi::Object>();
+      Napi::Array names = sizes.GetPropertyNames();
+      for (uint32_t i = 0; i < names.Length(); i++) {
+        std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+        bpf_map* map = bpf_object__find_map_by_name(obj_, name.c_str());
+        if (!map) {
+          Cleanup();
+          throw Napi::Error::New(env, "no map named " + name + " in " + path);
+        }
+        uint32_t entries = sizes.Get(name).As<Napi::Number>().Uint32Value();
+        // A pinned map this load takes over keeps its size: libbpf reuses only a map of the
+        // same size, and refusing would lose the rules in force for a buffer's size.
+        if (reuse && !pin_dir_.empty()) {
+          int fd = bpf_obj_get((pin_dir_ + "/maps/" + name).c_str());
+          if (fd >= 0) {
+            bpf_map_info pinned = {};
+            uint32_t len = sizeof(pinned);
+            if (bpf_obj_get_info_by_fd(fd, &pinned, &len) == 0) entries = pinned.max_entries;
+            close(fd);
+          }
+        }
+        if (int err = bpf_map__set_max_entries(map, entries)) {
+          Cleanup();
+          throw BpfError(env, "setting the size of map " + name, err);
+        }
       }
     }
     if (!pin_dir_.empty()) {
@@ -234,7 +262,12 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::ThreadSafeFunction tsfn_;
   bool polling_ = false;
   napi_env env_ = nullptr;
-  std::vector<std::string> batch_;
+  // Records polled and not yet handed to JavaScript: their bytes back to back, and where each ends.
+  struct Batch {
+    std::string bytes;
+    std::vector<uint32_t> ends;
+  };
+  Batch batch_;
 
   static void OnEnvCleanup(void* self) { static_cast<BpfObject*>(self)->StopPolling(); }
 
@@ -399,11 +432,14 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 
   static int OnRecord(void* ctx, void* data, size_t size) {
     auto* self = static_cast<BpfObject*>(ctx);
-    self->batch_.emplace_back(static_cast<const char*>(data), size);
+    self->batch_.bytes.append(static_cast<const char*>(data), size);
+    self->batch_.ends.push_back(static_cast<uint32_t>(self->batch_.bytes.size()));
     return 0;
   }
 
-  // startEvents(mapName, callback(records: Buffer[]), { unref?: boolean })
+  // startEvents(mapName, callback(bytes: Buffer, ends: Uint32Array), { unref?: boolean })
+  // One buffer a batch, not one a record: at tens of thousands of records a second, a
+  // buffer each is as many native allocations for the garbage collector to release.
   Napi::Value StartEvents(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (polling_) throw Napi::Error::New(env, "already polling events");
@@ -427,17 +463,15 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       while (!stop_) {
         int n = ring_buffer__poll(rb_, 100);
         if (n < 0 && n != -EINTR) break;
-        if (batch_.empty()) continue;
-        auto* records = new std::vector<std::string>();
-        records->swap(batch_);
-        auto deliver = [](Napi::Env env, Napi::Function fn, std::vector<std::string>* recs) {
+        if (batch_.ends.empty()) continue;
+        auto* records = new Batch();
+        std::swap(*records, batch_);
+        auto deliver = [](Napi::Env env, Napi::Function fn, Batch* recs) {
           if (env != nullptr && fn != nullptr) {
-            Napi::Array arr = Napi::Array::New(env, recs->size());
-            for (size_t i = 0; i < recs->size(); i++) {
-              const std::string& r = (*recs)[i];
-              arr.Set(i, Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(r.data()), r.size()));
-            }
-            fn.Call({arr});
+            Napi::Buffer<uint8_t> bytes = Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(recs->bytes.data()), recs->bytes.size());
+            Napi::ArrayBuffer ends = Napi::ArrayBuffer::New(env, recs->ends.size() * sizeof(uint32_t));
+            memcpy(ends.Data(), recs->ends.data(), recs->ends.size() * sizeof(uint32_t));
+            fn.Call({bytes, Napi::Uint32Array::New(env, recs->ends.size(), ends, 0)});
           }
           delete recs;
         };
