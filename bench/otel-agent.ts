@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { startCollector } from "../test/e2e/otel/collector.ts";
 
 const ROOT = join(import.meta.dirname, "..");
-const RATES = [5_000, 10_000, 20_000, 40_000, 100_000];
+const RATES = [5_000, 10_000, 20_000, 40_000, 60_000, 100_000];
 const TRIAL_SECONDS = 4;
 const PIN_DIR = "/sys/fs/bpf/palisade-bench-otel-agent";
 
