@@ -70,8 +70,9 @@ export function startOutputs(options: OutputsOptions): Outputs {
   });
   const metrics = new AgentMetrics({ kernel: options.kernel, sinks, ...(observe && { observers: () => observe.clientCount }) });
   const address = options.metricsAddress ?? DEFAULT_METRICS_ADDRESS;
+  let planInForce = false;
   const serving: Promise<MetricsServer | undefined> = address
-    ? serveMetrics(metrics.registry, address).then(
+    ? serveMetrics(metrics.registry, address, () => planInForce).then(
         (server) => {
           log(`metrics on http://${server.address}/metrics`);
           return server;
@@ -95,6 +96,7 @@ export function startOutputs(options: OutputsOptions): Outputs {
       observe?.publish(event, json);
     },
     planApplied(plan, durationMs) {
+      planInForce = true;
       const byMode = { enforce: 0, monitor: 0 };
       for (const p of plan.policies) byMode[p.mode]++;
       metrics.setPolicies(byMode);

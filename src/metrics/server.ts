@@ -1,5 +1,7 @@
 // The metrics endpoint: GET /metrics in the Prometheus text format, on one address
-// (loopback by default in standalone; the Helm chart listens on every interface).
+// (loopback by default in standalone; the Helm chart listens on every interface), with
+// the probes a DaemonSet needs: /healthz (the agent's event loop answers) and /readyz
+// (a plan is in force).
 
 import { createServer, type Server } from "node:http";
 import type { Registry } from "./exposition.ts";
@@ -21,12 +23,17 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function serveMetrics(registry: Registry, address: string): Promise<MetricsServer> {
+export async function serveMetrics(registry: Registry, address: string, ready: () => boolean = () => true): Promise<MetricsServer> {
   const { host, port } = parseListenAddress(address);
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz" || path === "/readyz") {
+      const ok = path === "/healthz" || ready();
+      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ok\n" : "no plan in force yet\n");
+      return;
+    }
     if (path !== "/metrics") {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found: metrics are at /metrics\n");
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: metrics are at /metrics (probes: /healthz, /readyz)\n");
       return;
     }
     if (req.method !== "GET" && req.method !== "HEAD") {

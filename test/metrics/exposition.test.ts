@@ -2,6 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 import { Registry, type Sample } from "../../src/metrics/exposition.ts";
+import { serveMetrics } from "../../src/metrics/server.ts";
 
 describe("Registry.expose", () => {
   it("writes HELP, TYPE and samples per family, escaping label values and help text", () => {
@@ -42,5 +43,22 @@ describe("Registry.expose", () => {
     expect(() => r.values("gauge", "demo-entries", "x")).toThrow(/not a valid Prometheus metric name/);
     r.values("gauge", "demo_entries", "x");
     expect(() => r.values("gauge", "demo_entries", "x")).toThrow(/registered twice/);
+  });
+});
+
+describe("serveMetrics probes", () => {
+  it("is live at once and ready only once a plan is in force", async () => {
+    let ready = false;
+    const server = await serveMetrics(new Registry(), "127.0.0.1:0", () => ready);
+    try {
+      const status = async (path: string) => (await fetch(`http://${server.address}${path}`)).status;
+      expect(await status("/healthz")).toBe(200);
+      expect(await status("/readyz")).toBe(503);
+      ready = true;
+      expect(await status("/readyz")).toBe(200);
+      expect(await status("/metrics")).toBe(200);
+    } finally {
+      await server.close();
+    }
   });
 });

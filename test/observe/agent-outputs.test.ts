@@ -161,8 +161,10 @@ describe("the metrics endpoint", () => {
     await agent.waitForLog(/enforcing plan .*demo\.yaml/, agent.log().length);
   });
 
-  it("answers only /metrics", async () => {
+  it("answers /metrics and the DaemonSet's probes, nothing else", async () => {
     expect((await fetch(metricsUrl.replace("/metrics", "/"))).status).toBe(404);
+    expect((await fetch(metricsUrl.replace("/metrics", "/healthz"))).status).toBe(200);
+    expect((await fetch(metricsUrl.replace("/metrics", "/readyz"))).status).toBe(200); // a plan is in force
   });
 });
 

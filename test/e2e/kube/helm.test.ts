@@ -254,6 +254,8 @@ describe("the chart, rendered by helm", () => {
       { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
     ]);
     expect(agent.ports).toEqual([{ name: "metrics", containerPort: 9464, protocol: "TCP" }]);
+    expect(agent.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+    expect(agent.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "metrics" });
   });
 
   it("passes OTel settings as the standard variables, and writes events to a host file when asked", async () => {
@@ -320,6 +322,8 @@ describe("the chart, rendered by helm", () => {
     expect(agent.resources).toEqual({ requests: { cpu: "250m", memory: "512Mi" }, limits: { cpu: "2", memory: "2Gi" } });
     expect(agent.args).toEqual(["run", "--kubernetes", "--pin-dir=/sys/fs/bpf/palisade", "--report-format=wgpolicyk8s", "--no-metrics", "--pin-dir=/sys/fs/bpf/palisade-b"]);
     expect(agent.ports).toBeUndefined();
+    expect(agent.livenessProbe).toBeUndefined(); // the probes are served by the metrics endpoint
+    expect(agent.readinessProbe).toBeUndefined();
     expect(pod.tolerations).toEqual([{ key: "dedicated", operator: "Equal", value: "security", effect: "NoSchedule" }]);
     // Helm merges maps with the defaults (set a key to null to remove it).
     expect(pod.nodeSelector).toEqual({ "kubernetes.io/os": "linux", "node-role.example.com/secure": "true" });
