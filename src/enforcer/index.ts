@@ -34,10 +34,10 @@ export { decodeRecord, toEnforcerEvent, type EnforcerEvent, type KernelRecord } 
 
 export const DEFAULT_PIN_DIR = "/sys/fs/bpf/palisade";
 /**
- * The kernel's event ring buffer. 4 MiB (some 4,000 records of a few hundred bytes to
- * 2 KiB) overflowed at 20,000 events/s whenever the agent's thread was starved for a
- * fraction of a second (BENCHMARKS.md); 16 MiB rides out four times as long. Kernel memory,
- * mapped into the agent: its pages count in the agent's RSS once records touched them.
+ * The kernel's event ring buffer. 4 MiB (some 2,400 file-open records of 1.7 KiB)
+ * overflowed at 20,000 events/s whenever the agent's thread was starved for a fraction of
+ * a second (BENCHMARKS.md); 16 MiB rides out four times as long. Kernel memory, mapped
+ * into the agent twice (records never wrap): about twice its size of the agent's RSS.
  */
 export const DEFAULT_EVENT_BUFFER_BYTES = 16 * 2 ** 20;
 
