@@ -84,6 +84,14 @@ describe("run-in-vm", () => {
     }
   });
 
+  it("boots once more when node aborts in V8 at startup, and returns a second abort as the result", VM_TEST, async () => {
+    const aborts = await runInVm({ lsm: "bpf", command: "echo '# Fatal error in , line 0' >&2; exit 133", timeoutMs: 120_000 });
+    expect(aborts).toMatchObject({ exitCode: 133, stdout: "", attempts: 2 });
+    // The same status after output is the job's own: no second boot.
+    const own = await runInVm({ lsm: "bpf", command: "echo ran; echo '# Fatal error in , line 0' >&2; exit 133", timeoutMs: 120_000 });
+    expect(own).toMatchObject({ exitCode: 133, stdout: "ran\n", attempts: 1 });
+  });
+
   it("kills qemu at the timeout and says so", VM_TEST, async () => {
     const started = performance.now();
     const error = await runInVm({ lsm: "bpf", command: "echo started; sleep 600", timeoutMs: 20_000 }).catch((e: unknown) => e);
